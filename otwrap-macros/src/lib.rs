@@ -1,0 +1,79 @@
+//! The attribute macros of [otwrap](https://docs.rs/otwrap). Use them through
+//! the `otwrap` crate, which re-exports them and holds the runtime that the
+//! generated code calls.
+//!
+//! Each attribute is a thin entry point; the work happens in its module
+//! (`parse -> validate -> expand`), and [`stack`] makes the attributes compose
+//! in any order.
+
+mod args;
+mod cached;
+mod debug_log;
+mod expand;
+mod main_attr;
+mod parallelize;
+mod signature;
+mod stack;
+mod temp_workdir;
+
+use proc_macro::TokenStream;
+
+/// Evaluates the function over batches of points, in parallel.
+///
+/// Keeps the function and its single-point call, and adds a companion module
+/// of the same name: `name::map(&points)`, `name::runner()` (override the
+/// backend and options at run time) and `name::stream(points)` (results in
+/// completion order).
+///
+/// Arguments (all optional; `otwrap.toml` and `OTWRAP_*` variables override
+/// them at run time):
+/// - `backend = "serial" | "rayon" | "processes"` (default `"rayon"`)
+/// - `workers = N` (default: every available CPU)
+/// - `fail_fast = true` (stop starting points after the first failure)
+/// - `timeout = SECONDS` (per point; `processes` backend)
+/// - `progress = "auto" | "always" | "never"`
+///
+/// The parameters are the point (a tuple when there are several); they and
+/// the output must be serde types. The output may be `T` or `Result<T, E>`
+/// with `E: Display`.
+#[proc_macro_attribute]
+pub fn parallelize(args: TokenStream, item: TokenStream) -> TokenStream {
+    stack::expand(stack::Kind::Parallelize, args.into(), item.into()).into()
+}
+
+/// Gives each evaluation a fresh temporary work directory, passed to the
+/// parameter marked `#[workdir]`.
+///
+/// Arguments: `prefix = "..."`, `base = "..."`,
+/// `cleanup = "on_success" | "always" | "never"`, `copy = ["file", "dir/"]`.
+/// Not available in this version yet: using it is a compile error that says so.
+#[proc_macro_attribute]
+pub fn temp_workdir(args: TokenStream, item: TokenStream) -> TokenStream {
+    stack::expand(stack::Kind::TempWorkdir, args.into(), item.into()).into()
+}
+
+/// Caches results in memory (`#[cached]`) or on disk (`#[cached(disk)]`,
+/// `#[cached(disk = "path")]`), with `version = "..."` and
+/// `cache_errors = true`.
+/// Not available in this version yet: using it is a compile error that says so.
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    stack::expand(stack::Kind::Cached, args.into(), item.into()).into()
+}
+
+/// Appends every failed evaluation (or every one with `all = true`) to a log
+/// file: `#[debug_log("beam.log")]`.
+/// Not available in this version yet: using it is a compile error that says so.
+#[proc_macro_attribute]
+pub fn debug_log(args: TokenStream, item: TokenStream) -> TokenStream {
+    stack::expand(stack::Kind::DebugLog, args.into(), item.into()).into()
+}
+
+/// Makes a program worker-capable: put it on `fn main` of every binary that
+/// runs batches on the `processes` (and later remote) backends. When the
+/// program is started as a worker it serves its driver and exits; otherwise
+/// `main` runs as written.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    main_attr::expand(args.into(), item.into()).into()
+}

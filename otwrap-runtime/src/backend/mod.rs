@@ -1,0 +1,74 @@
+//! Backends: where the evaluations of a batch run. Each one is a file behind
+//! the [`Executor`] trait; the batch engine (`runner.rs`) is the same for all.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::{Backend, Settings};
+use crate::error::{Error, Location, PointFailure};
+use crate::model::Model;
+
+mod processes;
+mod rayon_pool;
+mod serial;
+
+/// One point's outcome as a backend reports it.
+pub(crate) struct Event<T> {
+    pub(crate) index: usize,
+    pub(crate) outcome: Result<T, (PointFailure, Location)>,
+}
+
+/// The work a backend is given.
+pub(crate) struct Job<'a, M: Model> {
+    /// Every input of the batch.
+    pub(crate) inputs: &'a [M::Input],
+    /// The indices to evaluate (the cache's misses).
+    pub(crate) todo: &'a [usize],
+    pub(crate) settings: &'a Settings,
+    /// Set by the engine to stop starting new points (fail-fast, a dropped
+    /// stream); points already running finish and are reported.
+    pub(crate) cancel: &'a AtomicBool,
+}
+
+impl<M: Model> Job<'_, M> {
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// A place where evaluations run.
+///
+/// `execute` is called on the driving thread and must call `sink` on that
+/// same thread, once per point of `job.todo` that it started. It returns an
+/// error only when it could not start at all, before any point was reported:
+/// afterwards every problem becomes a point failure, so nothing already
+/// computed is lost.
+pub(crate) trait Executor<M: Model> {
+    fn execute(
+        &self,
+        job: &Job<'_, M>,
+        sink: &mut dyn FnMut(Event<M::Output>),
+    ) -> Result<(), Error>;
+}
+
+/// Runs `job` on the backend its settings name.
+pub(crate) fn execute<M: Model>(
+    job: &Job<'_, M>,
+    sink: &mut dyn FnMut(Event<M::Output>),
+) -> Result<(), Error> {
+    match job.settings.backend {
+        Backend::Serial => serial::Serial.execute(job, sink),
+        Backend::Rayon => rayon_pool::RayonPool.execute(job, sink),
+        Backend::Processes => processes::Processes.execute(job, sink),
+    }
+}
+
+/// The location of an in-process evaluation.
+pub(crate) fn local_location(backend: Backend) -> Location {
+    Location {
+        host: crate::host::hostname().to_string(),
+        backend: backend.name().to_string(),
+        pid: None,
+        workdir: None,
+        log: None,
+    }
+}

@@ -1,0 +1,27 @@
+//! The `serial` backend: every point in the calling thread, in order.
+
+use crate::config::Backend;
+use crate::error::Error;
+use crate::model::{evaluate_caught, EvalContext, Model};
+
+use super::{local_location, Event, Executor, Job};
+
+pub(crate) struct Serial;
+
+impl<M: Model> Executor<M> for Serial {
+    fn execute(
+        &self,
+        job: &Job<'_, M>,
+        sink: &mut dyn FnMut(Event<M::Output>),
+    ) -> Result<(), Error> {
+        for &index in job.todo {
+            if job.cancelled() {
+                break;
+            }
+            let outcome = evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
+                .map_err(|failure| (failure, local_location(Backend::Serial)));
+            sink(Event { index, outcome });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,444 @@
+//! Run-time configuration: the options of a batch, and how the attribute
+//! defaults are overridden by `otwrap.toml`, `OTWRAP_*` environment variables
+//! and the [`Runner`](crate::Runner), in that order of increasing priority.
+//!
+//! ```toml
+//! # otwrap.toml (or the file named by OTWRAP_CONFIG)
+//! backend = "processes"
+//! workers = 8
+//! fail_fast = false
+//! progress = "auto"      # "auto" | "always" | "never"
+//! timeout = 600          # seconds per point (out-of-process backends)
+//!
+//! [model.beam]           # options for one model only (its name or full id)
+//! workers = 2
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Where the evaluations of a batch run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// In the calling thread, one point after the other: for debugging.
+    Serial,
+    /// A rayon pool of `workers` threads in this process (the default).
+    Rayon,
+    /// `workers` child processes running this same binary in worker mode:
+    /// a model that aborts or segfaults kills only its worker.
+    Processes,
+}
+
+impl Backend {
+    /// Every backend name, as written in attributes and configuration.
+    pub const NAMES: &'static [&'static str] = &["serial", "rayon", "processes"];
+
+    /// The backend's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Serial => "serial",
+            Backend::Rayon => "rayon",
+            Backend::Processes => "processes",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "serial" => Ok(Backend::Serial),
+            "rayon" | "threads" => Ok(Backend::Rayon),
+            "processes" => Ok(Backend::Processes),
+            "ssh" | "slurm" => Err(format!(
+                "the `{s}` backend is not available in this version of otwrap; expected one of: {}",
+                Backend::NAMES.join(", ")
+            )),
+            _ => Err(format!(
+                "unknown backend `{s}`; expected one of: {}",
+                Backend::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// When to draw a progress bar on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// Only when stderr is a terminal.
+    #[default]
+    Auto,
+    /// Always (even into a file or pipe).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl FromStr for ProgressMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ProgressMode::Auto),
+            "always" | "true" | "1" => Ok(ProgressMode::Always),
+            "never" | "false" | "0" => Ok(ProgressMode::Never),
+            _ => Err(format!(
+                "unknown progress mode `{s}`; expected one of: auto, always, never"
+            )),
+        }
+    }
+}
+
+/// Batch options, each one optional so that layers can override each other.
+///
+/// The attributes give the first layer; see the [module docs](self) for the
+/// others.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The backend.
+    pub backend: Option<Backend>,
+    /// The number of parallel workers (threads or processes). Defaults to
+    /// every available CPU.
+    pub workers: Option<usize>,
+    /// Stop starting new points after the first failure.
+    pub fail_fast: Option<bool>,
+    /// The progress bar policy.
+    pub progress: Option<ProgressMode>,
+    /// A per-point time limit; only out-of-process backends can enforce it.
+    pub timeout: Option<Duration>,
+    /// The executable started in worker mode (default: this program).
+    pub worker_exe: Option<PathBuf>,
+}
+
+impl Options {
+    /// Options with nothing set.
+    pub fn new() -> Self {
+        Options::default()
+    }
+
+    /// `self` over `lower`: every option set here wins.
+    pub fn over(self, lower: Options) -> Options {
+        Options {
+            backend: self.backend.or(lower.backend),
+            workers: self.workers.or(lower.workers),
+            fail_fast: self.fail_fast.or(lower.fail_fast),
+            progress: self.progress.or(lower.progress),
+            timeout: self.timeout.or(lower.timeout),
+            worker_exe: self.worker_exe.or(lower.worker_exe),
+        }
+    }
+}
+
+/// The options of one batch once every layer is applied.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The backend.
+    pub backend: Backend,
+    /// The number of workers (at least 1).
+    pub workers: usize,
+    /// Stop after the first failure.
+    pub fail_fast: bool,
+    /// The progress bar policy.
+    pub progress: ProgressMode,
+    /// The per-point time limit.
+    pub timeout: Option<Duration>,
+    /// The worker executable.
+    pub worker_exe: Option<PathBuf>,
+}
+
+/// The number of CPUs this process may use (never silently 1 because of a
+/// "physical cores minus one" rule).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl Options {
+    /// Fills what is still unset with the built-in defaults and checks the
+    /// values.
+    pub fn resolve(self) -> Result<Settings, Error> {
+        let workers = self.workers.unwrap_or_else(available_cpus);
+        if workers == 0 {
+            return Err(Error::Config(
+                "`workers` must be at least 1 (leave it unset to use every available CPU)".into(),
+            ));
+        }
+        if let Some(t) = self.timeout {
+            if t.is_zero() {
+                return Err(Error::Config("`timeout` must be greater than zero".into()));
+            }
+        }
+        Ok(Settings {
+            backend: self.backend.unwrap_or(Backend::Rayon),
+            workers,
+            fail_fast: self.fail_fast.unwrap_or(false),
+            progress: self.progress.unwrap_or_default(),
+            timeout: self.timeout,
+            worker_exe: self.worker_exe,
+        })
+    }
+}
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "OTWRAP_CONFIG";
+/// The configuration file looked up in the current directory.
+pub const DEFAULT_CONFIG_FILE: &str = "otwrap.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOptions {
+    backend: Option<String>,
+    workers: Option<usize>,
+    fail_fast: Option<bool>,
+    progress: Option<String>,
+    timeout: Option<f64>,
+    worker_exe: Option<PathBuf>,
+}
+
+fn convert(file: FileOptions, origin: &str) -> Result<Options, Error> {
+    let bad = |key: &str, msg: String| Error::Config(format!("{origin}: `{key}`: {msg}"));
+    Ok(Options {
+        backend: file
+            .backend
+            .map(|b| b.parse::<Backend>().map_err(|m| bad("backend", m)))
+            .transpose()?,
+        workers: file.workers,
+        fail_fast: file.fail_fast,
+        progress: file
+            .progress
+            .map(|p| p.parse::<ProgressMode>().map_err(|m| bad("progress", m)))
+            .transpose()?,
+        timeout: file
+            .timeout
+            .map(|t| seconds(t).map_err(|m| bad("timeout", m)))
+            .transpose()?,
+        worker_exe: file.worker_exe,
+    })
+}
+
+fn seconds(t: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(t)
+        .map_err(|_| format!("expected a positive number of seconds, found {t}"))
+}
+
+/// Reads the options for model `id` (named `name`) from a configuration
+/// file's text. `origin` names the file in errors.
+pub fn parse_config(text: &str, origin: &str, id: &str, name: &str) -> Result<Options, Error> {
+    // Flattened structs lose `deny_unknown_fields`, so check the keys first
+    // to be able to list the valid ones.
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::Config(format!("{origin} is not valid TOML: {e}")))?;
+    const KEYS: &[&str] = &[
+        "backend",
+        "workers",
+        "fail_fast",
+        "progress",
+        "timeout",
+        "worker_exe",
+        "model",
+    ];
+    for key in table.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            return Err(Error::Config(format!(
+                "{origin}: unknown key `{key}`; expected one of: {}",
+                KEYS.join(", ")
+            )));
+        }
+    }
+    let mut table = table;
+    let models = match table.remove("model") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => {
+            return Err(Error::Config(format!(
+                "{origin}: `model` must be a table of per-model sections, e.g. [model.beam]"
+            )))
+        }
+    };
+    let global = convert(read_options(table, origin)?, origin)?;
+    let models = models
+        .into_iter()
+        .map(|(key, value)| {
+            let place = format!("{origin} [model.{key}]");
+            match value {
+                toml::Value::Table(t) => read_options(t, &place).map(|o| (key, o)),
+                _ => Err(Error::Config(format!("{place} must be a table of options"))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let specific = models
+        .into_iter()
+        .filter(|(key, _)| key == name || key == id)
+        .map(|(key, opts)| convert(opts, &format!("{origin} [model.{key}]")))
+        .try_fold(Options::default(), |acc, o| o.map(|o| o.over(acc)))?;
+    Ok(specific.over(global))
+}
+
+fn read_options(table: toml::Table, origin: &str) -> Result<FileOptions, Error> {
+    // Check one key at a time so a wrong type names its key.
+    for (key, value) in &table {
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        if let Err(e) = one.try_into::<FileOptions>() {
+            return Err(Error::Config(format!("{origin}: `{key}`: {}", e.message())));
+        }
+    }
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {}", e.message())))
+}
+
+/// Reads the configuration file (the one named by `path`, else
+/// `OTWRAP_CONFIG`, else `./otwrap.toml` if it exists).
+pub fn load_file(path: Option<&Path>, id: &str, name: &str) -> Result<Options, Error> {
+    let env_path = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+    let (path, required) = match (path, env_path) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) => (p, true),
+        (None, None) => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(Options::default())
+        }
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    parse_config(&text, &path.display().to_string(), id, name)
+}
+
+/// Reads the `OTWRAP_*` environment variables.
+pub fn from_env() -> Result<Options, Error> {
+    from_vars(|key| std::env::var(key).ok())
+}
+
+/// Reads options from any source of variables (the environment, in practice).
+pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Options, Error> {
+    fn parse<T>(
+        var: &impl Fn(&str) -> Option<String>,
+        key: &str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, Error> {
+        match var(key) {
+            Some(v) if !v.trim().is_empty() => f(v.trim())
+                .map(Some)
+                .map_err(|m| Error::Config(format!("environment variable {key}={v:?}: {m}"))),
+            _ => Ok(None),
+        }
+    }
+    Ok(Options {
+        backend: parse(&var, "OTWRAP_BACKEND", str::parse)?,
+        workers: parse(&var, "OTWRAP_WORKERS", |v| {
+            v.parse::<usize>()
+                .map_err(|_| "expected a whole number of workers, e.g. 4".to_string())
+        })?,
+        fail_fast: parse(&var, "OTWRAP_FAIL_FAST", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => Ok(true),
+                "0" | "false" | "no" => Ok(false),
+                _ => Err("expected true or false".to_string()),
+            }
+        })?,
+        progress: parse(&var, "OTWRAP_PROGRESS", str::parse)?,
+        timeout: parse(&var, "OTWRAP_TIMEOUT", |v| {
+            v.parse::<f64>()
+                .map_err(|_| "expected a number of seconds, e.g. 600".to_string())
+                .and_then(seconds)
+        })?,
+        worker_exe: parse(&var, "OTWRAP_WORKER_EXE", |v| Ok(PathBuf::from(v)))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let attr = Options {
+            backend: Some(Backend::Serial),
+            workers: Some(3),
+            ..Options::default()
+        };
+        let file = parse_config(
+            "workers = 5\n[model.beam]\nbackend = \"processes\"\n",
+            "t.toml",
+            "x::beam",
+            "beam",
+        )
+        .expect("valid");
+        let env =
+            from_vars(|k| (k == "OTWRAP_FAIL_FAST").then(|| "true".to_string())).expect("valid");
+        let s = env.over(file.over(attr)).resolve().expect("valid");
+        assert_eq!(s.backend, Backend::Processes);
+        assert_eq!(s.workers, 5);
+        assert!(s.fail_fast);
+    }
+
+    #[test]
+    fn unknown_keys_list_the_valid_ones() {
+        let e = parse_config("worker = 4\n", "otwrap.toml", "a", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `worker`"), "{e}");
+        assert!(e.contains("workers"), "{e}");
+        let e = parse_config(
+            "[model.beam]\nbackendd = \"rayon\"\n",
+            "otwrap.toml",
+            "a",
+            "beam",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("backendd"), "{e}");
+        assert!(e.contains("backend"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_named() {
+        let e = parse_config("workers = \"four\"\n", "otwrap.toml", "a", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`workers`"), "{e}");
+        let e = parse_config("backend = \"rayonn\"\n", "otwrap.toml", "a", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown backend `rayonn`"), "{e}");
+        let e = from_vars(|k| (k == "OTWRAP_WORKERS").then(|| "many".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OTWRAP_WORKERS"), "{e}");
+    }
+
+    #[test]
+    fn zero_workers_is_refused() {
+        let e = Options {
+            workers: Some(0),
+            ..Options::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("at least 1"));
+    }
+}

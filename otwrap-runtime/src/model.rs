@@ -1,0 +1,235 @@
+//! The model contract ([`Model`]), the evaluation of one point in the current
+//! process (with panic capture), and the registry that lets a worker process
+//! find a model by its stable id.
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Display;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::Options;
+use crate::error::PointFailure;
+
+/// A model function made evaluable over batches.
+///
+/// `#[parallelize]` (and the other otwrap attributes) implement this trait
+/// for a hidden type named by the companion module (`beam::Model`). You
+/// rarely implement it by hand, but generic code can take any model:
+///
+/// ```
+/// use otwrap_runtime::{EvalContext, Model, Options, PointFailure, Runner};
+///
+/// struct Square;
+/// impl Model for Square {
+///     type Input = f64;
+///     type Output = f64;
+///     const ID: &'static str = "doc::square";
+///     const NAME: &'static str = "square";
+///     fn attribute_options() -> Options {
+///         Options::default()
+///     }
+///     fn evaluate(x: &f64, _ctx: &EvalContext) -> Result<f64, PointFailure> {
+///         Ok(x * x)
+///     }
+/// }
+///
+/// let batch = Runner::<Square>::new().map(&[1.0, 2.0, 3.0])?;
+/// assert_eq!(batch.values()?, vec![1.0, 4.0, 9.0]);
+/// # Ok::<(), otwrap_runtime::Error>(())
+/// ```
+pub trait Model: Send + Sync + 'static {
+    /// The point type: the function's parameters (a tuple when there are several).
+    type Input: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The value type (the `T` of a `Result<T, E>` return type).
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// A stable id: the module path and the function name. Workers find the
+    /// model by it.
+    const ID: &'static str;
+    /// The function's name, for messages and logs.
+    const NAME: &'static str;
+    /// The options written in the attributes: the defaults that the
+    /// configuration file, the environment and the [`Runner`](crate::Runner)
+    /// override.
+    fn attribute_options() -> Options;
+    /// Evaluates one point in the current thread.
+    fn evaluate(input: &Self::Input, ctx: &EvalContext) -> Result<Self::Output, PointFailure>;
+}
+
+/// What an evaluation knows about itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EvalContext {
+    /// The index of the point in the batch (0 for single calls).
+    pub index: usize,
+}
+
+impl EvalContext {
+    /// The context of point `index`.
+    pub fn new(index: usize) -> Self {
+        EvalContext { index }
+    }
+}
+
+/// Turns a model's `Result<T, E>` into the runtime's result, keeping the
+/// error's message.
+pub fn model_result<T, E: Display>(result: Result<T, E>) -> Result<T, PointFailure> {
+    result.map_err(|e| PointFailure::Model {
+        message: e.to_string(),
+    })
+}
+
+/// Names the `T` of a `Result<T, E>` return type. Implemented only for
+/// `Result`, so a return type spelled `Result` that is something else is a
+/// clear compile error.
+#[diagnostic::on_unimplemented(
+    message = "otwrap reads a return type named `Result` as `Result<T, E>` with `E: Display`, but `{Self}` is not one",
+    note = "return `Result<T, E>` with an error type that implements `std::fmt::Display`, or a plain value"
+)]
+pub trait FallibleOutput {
+    /// The value type.
+    type Ok;
+}
+
+impl<T, E: Display> FallibleOutput for Result<T, E> {
+    type Ok = T;
+}
+
+/// Inputs must cross process and host boundaries and go into the cache.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an otwrap model input: inputs must implement serde's `Serialize` and `Deserialize`, and be `Send + Sync + 'static`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or take plain types (f64, arrays, Vec, tuples, String)"
+)]
+pub trait PointInput: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> PointInput for T {}
+
+/// Outputs come back from workers and go into the cache.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an otwrap model output: outputs must implement serde's `Serialize` and `Deserialize`, and be `Send + 'static`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or return plain types (f64, arrays, Vec, tuples, String)"
+)]
+pub trait PointOutput: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> PointOutput for T {}
+
+/// A parameter taken by value is cloned out of the batch's inputs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is taken by value, so otwrap must clone it out of the batch inputs, but it is not `Clone`",
+    note = "derive `Clone`, or take the parameter by reference (`&{Self}`)"
+)]
+pub trait ByValueInput: Clone {}
+impl<T: Clone> ByValueInput for T {}
+
+/// Compile-time check used by the generated code; the argument is never called.
+pub const fn assert_input<T: PointInput>() {}
+/// Compile-time check used by the generated code.
+pub const fn assert_output<T: PointOutput>() {}
+/// Compile-time check used by the generated code.
+pub const fn assert_by_value<T: ByValueInput>() {}
+
+thread_local! {
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that, inside an otwrap
+/// evaluation, records the message and location for the point's error
+/// instead of printing it; outside, it defers to the previous hook.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if CAPTURING.with(Cell::get) {
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with a non-text payload".to_string());
+                let text = match info.location() {
+                    Some(loc) => format!(
+                        "{message} (at {}:{}:{})",
+                        loc.file(),
+                        loc.line(),
+                        loc.column()
+                    ),
+                    None => message,
+                };
+                LAST_PANIC.with(|slot| *slot.borrow_mut() = Some(text));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Evaluates one point in this thread, turning a panic into a
+/// [`PointFailure::Panic`].
+pub fn evaluate_caught<M: Model>(
+    input: &M::Input,
+    ctx: &EvalContext,
+) -> Result<M::Output, PointFailure> {
+    install_panic_hook();
+    CAPTURING.with(|c| c.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| M::evaluate(input, ctx)));
+    CAPTURING.with(|c| c.set(false));
+    match outcome {
+        Ok(result) => result,
+        Err(_) => {
+            let message = LAST_PANIC
+                .with(|slot| slot.borrow_mut().take())
+                .unwrap_or_else(|| "panicked".to_string());
+            Err(PointFailure::Panic { message })
+        }
+    }
+}
+
+/// The type-erased entry point a worker uses: bincode input bytes in,
+/// bincode output bytes out.
+pub type InvokeFn = fn(&[u8], &EvalContext) -> Result<Vec<u8>, PointFailure>;
+
+/// One model in the process-wide registry, filled at compile time by the
+/// attributes (through `inventory`).
+#[derive(Debug)]
+pub struct Registration {
+    /// The model's stable id ([`Model::ID`]).
+    pub id: &'static str,
+    /// Decodes an input, evaluates it and encodes the output.
+    pub invoke: InvokeFn,
+}
+
+impl Registration {
+    /// The registration of model `M`.
+    pub const fn of<M: Model>() -> Self {
+        Registration {
+            id: M::ID,
+            invoke: invoke_encoded::<M>,
+        }
+    }
+}
+
+inventory::collect!(Registration);
+
+fn invoke_encoded<M: Model>(input: &[u8], ctx: &EvalContext) -> Result<Vec<u8>, PointFailure> {
+    let input: M::Input = crate::codec::decode(input).map_err(|e| PointFailure::Protocol {
+        message: format!("cannot decode the input of {}: {e}", M::ID),
+    })?;
+    let output = evaluate_caught::<M>(&input, ctx)?;
+    crate::codec::encode(&output).map_err(|e| PointFailure::Protocol {
+        message: format!("cannot encode the output of {}: {e}", M::ID),
+    })
+}
+
+/// Finds a registered model by id.
+pub fn find_registered(id: &str) -> Option<&'static Registration> {
+    inventory::iter::<Registration>().find(|r| r.id == id)
+}
+
+/// The ids of every model registered in this binary.
+pub fn registered_ids() -> Vec<&'static str> {
+    let mut ids: Vec<_> = inventory::iter::<Registration>().map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids
+}

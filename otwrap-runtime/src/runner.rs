@@ -1,0 +1,376 @@
+//! The batch engine: resolves the options, hands the points to the backend,
+//! and turns what comes back into results in input order, progress, and
+//! completion-order streams.
+
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::backend::{self, Event, Job};
+use crate::batch::{Batch, Completed, Summary};
+use crate::config::{self, Backend, Options, ProgressMode, Settings};
+use crate::error::{render_input, Error, Location, PointError, PointFailure};
+use crate::model::Model;
+use crate::progress::{Bar, Progress, Tracker};
+use crate::worker::{protocol::WORKER_ENV, started_as_worker};
+
+type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
+
+/// Runs batches of a model, with options that override the attribute
+/// defaults, the configuration file and the environment.
+///
+/// The companion module of an annotated function makes one:
+/// `beam::runner().backend(Backend::Processes).workers(8).map(&points)`.
+pub struct Runner<M: Model> {
+    overrides: Options,
+    config_file: Option<PathBuf>,
+    on_progress: Option<ProgressCallback>,
+    model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Default for Runner<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Model> std::fmt::Debug for Runner<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("model", &M::ID)
+            .field("overrides", &self.overrides)
+            .field("config_file", &self.config_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Model> Runner<M> {
+    /// A runner with no override: the attributes, `otwrap.toml` and the
+    /// `OTWRAP_*` variables decide.
+    pub fn new() -> Self {
+        Runner {
+            overrides: Options::default(),
+            config_file: None,
+            on_progress: None,
+            model: PhantomData,
+        }
+    }
+
+    /// Runs on this backend.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.overrides.backend = Some(backend);
+        self
+    }
+
+    /// Uses this many workers (threads or processes).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.overrides.workers = Some(workers);
+        self
+    }
+
+    /// Stops starting new points after the first failure; the points already
+    /// finished are kept, the others are reported as not run.
+    pub fn fail_fast(mut self, on: bool) -> Self {
+        self.overrides.fail_fast = Some(on);
+        self
+    }
+
+    /// Kills and fails a point that runs longer than `timeout`
+    /// (out-of-process backends only: a thread cannot be killed safely).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.timeout = Some(timeout);
+        self
+    }
+
+    /// Chooses when the progress bar is drawn.
+    pub fn progress(mut self, mode: ProgressMode) -> Self {
+        self.overrides.progress = Some(mode);
+        self
+    }
+
+    /// Starts this executable in worker mode instead of the current one.
+    pub fn worker_exe(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides.worker_exe = Some(path.into());
+        self
+    }
+
+    /// Applies every option set in `options` (over those set before).
+    pub fn options(mut self, options: Options) -> Self {
+        self.overrides = options.over(self.overrides);
+        self
+    }
+
+    /// Reads this configuration file instead of `OTWRAP_CONFIG` or
+    /// `./otwrap.toml`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Calls `callback` after each point with the batch's progress.
+    pub fn on_progress(mut self, callback: impl FnMut(&Progress) + Send + 'static) -> Self {
+        self.on_progress = Some(Box::new(callback));
+        self
+    }
+
+    /// The options a batch would run with now, every layer applied.
+    pub fn settings(&self) -> Result<Settings, Error> {
+        let attribute = M::attribute_options();
+        let file = config::load_file(self.config_file.as_deref(), M::ID, M::NAME)?;
+        let env = config::from_env()?;
+        let settings = self
+            .overrides
+            .clone()
+            .over(env.over(file.over(attribute)))
+            .resolve()?;
+        if settings.timeout.is_some()
+            && matches!(settings.backend, Backend::Serial | Backend::Rayon)
+        {
+            return Err(Error::Config(format!(
+                "a per-point timeout needs an out-of-process backend (processes), but {} runs on the {} backend, \
+                 where a running thread cannot be stopped safely; choose backend = \"processes\" or remove the timeout",
+                M::NAME,
+                settings.backend
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// Evaluates every point and returns the results in input order.
+    ///
+    /// Returns an error only when the batch could not start (invalid
+    /// configuration, no worker could be started); a failing point is a
+    /// [`PointError`] in the batch, and the other points go on.
+    pub fn map(&mut self, inputs: &[M::Input]) -> Result<Batch<M::Output>, Error> {
+        let settings = self.settings()?;
+        let mut slots: Vec<Option<Result<M::Output, PointError>>> = Vec::new();
+        slots.resize_with(inputs.len(), || None);
+        let summary = self.run(inputs, &settings, &mut |index, result| {
+            slots[index] = Some(result)
+        })?;
+        // `run` delivers every index exactly once.
+        let results = slots
+            .into_iter()
+            .enumerate()
+            .map(|(index, slot)| {
+                slot.unwrap_or_else(|| {
+                    Err(PointError::new(
+                        index,
+                        render_input(&inputs[index]),
+                        PointFailure::NotRun {
+                            reason: "no result was delivered for this point".into(),
+                        },
+                        Location::default(),
+                    ))
+                })
+            })
+            .collect();
+        Ok(Batch::from_parts(results, summary))
+    }
+
+    /// Evaluates every point and gives each result to `f` as soon as it is
+    /// known (completion order). Keeps nothing: memory stays flat however
+    /// many points there are.
+    pub fn for_each(
+        &mut self,
+        inputs: &[M::Input],
+        mut f: impl FnMut(Completed<M::Output>),
+    ) -> Result<Summary, Error> {
+        let settings = self.settings()?;
+        self.run(inputs, &settings, &mut |index, result| {
+            f(Completed { index, result })
+        })
+    }
+
+    /// Starts the batch in the background and returns an iterator over its
+    /// results in completion order. Dropping the stream stops starting new
+    /// points.
+    pub fn stream(mut self, inputs: Vec<M::Input>) -> Result<ResultStream<M::Output>, Error> {
+        let settings = self.settings()?;
+        let (tx, rx) = mpsc::sync_channel::<Completed<M::Output>>(1024);
+        let handle = std::thread::Builder::new()
+            .name(format!("otwrap-stream-{}", M::NAME))
+            .spawn(move || {
+                self.run(&inputs, &settings, &mut |index, result| {
+                    // A closed receiver means the stream was dropped: the
+                    // result has nowhere to go.
+                    let _ = tx.send(Completed { index, result });
+                })
+            })
+            .map_err(|e| Error::Backend {
+                backend: "stream",
+                message: format!("cannot start the background thread: {e}"),
+            })?;
+        Ok(ResultStream {
+            rx,
+            handle: Some(handle),
+            outcome: None,
+        })
+    }
+
+    /// The engine shared by `map`, `for_each` and `stream`.
+    fn run(
+        &mut self,
+        inputs: &[M::Input],
+        settings: &Settings,
+        deliver: &mut dyn FnMut(usize, Result<M::Output, PointError>),
+    ) -> Result<Summary, Error> {
+        if started_as_worker() {
+            return Err(Error::NotAWorker { var: WORKER_ENV });
+        }
+        let total = inputs.len();
+        let mut tracker = Tracker::new(total);
+        let mut bar = Bar::new(settings.progress, total, M::NAME);
+        let mut delivered = vec![false; total];
+        let todo: Vec<usize> = (0..total).collect();
+        let cancel = AtomicBool::new(false);
+        let job = Job::<M> {
+            inputs,
+            todo: &todo,
+            settings,
+            cancel: &cancel,
+        };
+        let mut books = Books {
+            tracker: &mut tracker,
+            bar: &mut bar,
+            first_failure: None,
+            fail_fast: settings.fail_fast,
+            cancel: &cancel,
+            on_progress: &mut self.on_progress,
+            deliver,
+        };
+        let mut evaluated = 0;
+        backend::execute(&job, &mut |Event { index, outcome }| {
+            if index >= total || std::mem::replace(&mut delivered[index], true) {
+                tracing::error!(
+                    index,
+                    "backend reported point {index} twice or out of range; ignored"
+                );
+                return;
+            }
+            evaluated += 1;
+            let result = outcome.map_err(|(failure, location)| {
+                PointError::new(index, render_input(&inputs[index]), failure, location)
+            });
+            books.accept(index, result);
+        })?;
+        let reason = match (settings.fail_fast, books.first_failure) {
+            (true, Some(first)) => {
+                format!("fail-fast: the batch stopped after point {first} failed")
+            }
+            _ => "no worker was left to run it (see the errors of the other points)".to_string(),
+        };
+        for index in (0..total).filter(|&i| !delivered[i]) {
+            let error = PointError::new(
+                index,
+                render_input(&inputs[index]),
+                PointFailure::NotRun {
+                    reason: reason.clone(),
+                },
+                Location {
+                    backend: settings.backend.name().to_string(),
+                    ..Location::default()
+                },
+            );
+            books.accept(index, Err(error));
+            books.tracker.not_run += 1;
+        }
+        bar.finish();
+        Ok(Summary {
+            total,
+            evaluated,
+            cached: tracker.cached,
+            failed: tracker.failed,
+            not_run: tracker.not_run,
+            wall_time: tracker.start.elapsed(),
+            backend: settings.backend.name().to_string(),
+            workers: settings.workers,
+        })
+    }
+}
+
+/// The driver's bookkeeping of one batch: counts, progress, fail-fast, and
+/// handing each result over.
+struct Books<'a, T> {
+    tracker: &'a mut Tracker,
+    bar: &'a mut Bar,
+    first_failure: Option<usize>,
+    fail_fast: bool,
+    cancel: &'a AtomicBool,
+    on_progress: &'a mut Option<ProgressCallback>,
+    deliver: &'a mut dyn FnMut(usize, Result<T, PointError>),
+}
+
+impl<T> Books<'_, T> {
+    fn accept(&mut self, index: usize, result: Result<T, PointError>) {
+        let failed = result.is_err();
+        self.tracker.done += 1;
+        if failed {
+            self.tracker.failed += 1;
+            self.first_failure.get_or_insert(index);
+            if self.fail_fast {
+                self.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+        self.bar.advance(failed);
+        if let Some(callback) = self.on_progress.as_mut() {
+            callback(&self.tracker.snapshot());
+        }
+        (self.deliver)(index, result);
+    }
+}
+
+/// The results of a batch in completion order (see [`Runner::stream`]).
+pub struct ResultStream<T> {
+    rx: mpsc::Receiver<Completed<T>>,
+    handle: Option<JoinHandle<Result<Summary, Error>>>,
+    outcome: Option<Result<Summary, Error>>,
+}
+
+impl<T> ResultStream<T> {
+    fn join(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            self.outcome = Some(handle.join().unwrap_or_else(|_| {
+                Err(Error::Backend {
+                    backend: "stream",
+                    message: "the background batch thread panicked".into(),
+                })
+            }));
+        }
+    }
+
+    /// Consumes the rest of the stream and returns the batch summary.
+    pub fn finish(mut self) -> Result<Summary, Error> {
+        for _ in self.by_ref() {}
+        self.join();
+        self.outcome.take().unwrap_or_else(|| {
+            Err(Error::Backend {
+                backend: "stream",
+                message: "the summary was already taken".into(),
+            })
+        })
+    }
+}
+
+impl<T> Iterator for ResultStream<T> {
+    type Item = Completed<T>;
+
+    fn next(&mut self) -> Option<Completed<T>> {
+        match self.rx.recv() {
+            Ok(item) => Some(item),
+            Err(_) => {
+                self.join();
+                None
+            }
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for ResultStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultStream").finish_non_exhaustive()
+    }
+}

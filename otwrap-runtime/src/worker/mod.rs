@@ -1,0 +1,122 @@
+//! Worker mode: the same binary, started by a driver with
+//! `OTWRAP_WORKER` set, serves evaluations of one registered model over its
+//! standard input and output until the driver closes them.
+
+pub mod protocol;
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::fd::FromRawFd;
+
+use crate::model::{find_registered, registered_ids, EvalContext};
+use protocol::{
+    read_frame, write_frame, FromWorker, ToWorker, MAGIC, PROTOCOL_VERSION, WORKER_ENV,
+};
+
+/// `true` when this process was started as a worker (and has not yet been
+/// taken over by [`run_if_worker`]).
+pub fn started_as_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// Called first thing in `main` by `#[otwrap::main]`: when the process was
+/// started as a worker, serves the driver and exits; otherwise returns at
+/// once.
+pub fn run_if_worker() {
+    if !started_as_worker() {
+        return;
+    }
+    // Programs the model starts must not believe they are workers too.
+    std::env::remove_var(WORKER_ENV);
+    let code = match serve() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("otwrap worker (pid {}): {e}", std::process::id());
+            70
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Keeps the protocol stream private: the original stdout becomes a new file
+/// descriptor for frames, and fd 1 is pointed at stderr, so whatever the
+/// model (or a program it runs) prints can never corrupt the protocol.
+fn take_protocol_stdout() -> io::Result<File> {
+    // SAFETY: plain descriptor calls on descriptors this process owns; the
+    // duplicated descriptor is owned by the returned File only.
+    unsafe {
+        let fd = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(fd))
+    }
+}
+
+fn serve() -> io::Result<()> {
+    let mut out = BufWriter::new(take_protocol_stdout()?);
+    let stdin = io::stdin();
+    let mut input = BufReader::new(stdin.lock());
+    out.write_all(MAGIC)?;
+    write_frame(
+        &mut out,
+        &FromWorker::Hello {
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            host: crate::host::hostname().to_string(),
+        },
+    )?;
+    out.flush()?;
+    let invoke = match read_frame::<ToWorker>(&mut input).map_err(io::Error::other)? {
+        Some(ToWorker::Init { protocol, model }) => {
+            if protocol != PROTOCOL_VERSION {
+                return Err(io::Error::other(format!(
+                    "the driver speaks protocol {protocol}, this worker {PROTOCOL_VERSION}"
+                )));
+            }
+            match find_registered(&model) {
+                Some(reg) => {
+                    write_frame(&mut out, &FromWorker::Ready)?;
+                    out.flush()?;
+                    reg.invoke
+                }
+                None => {
+                    write_frame(
+                        &mut out,
+                        &FromWorker::UnknownModel {
+                            model,
+                            known: registered_ids().into_iter().map(String::from).collect(),
+                        },
+                    )?;
+                    out.flush()?;
+                    return Ok(());
+                }
+            }
+        }
+        None | Some(ToWorker::Shutdown) => return Ok(()),
+        Some(other) => {
+            return Err(io::Error::other(format!(
+                "expected Init, received {other:?}"
+            )))
+        }
+    };
+    loop {
+        match read_frame::<ToWorker>(&mut input).map_err(io::Error::other)? {
+            Some(ToWorker::Evaluate {
+                index,
+                input: bytes,
+            }) => {
+                let ctx = EvalContext::new(usize::try_from(index).unwrap_or(usize::MAX));
+                let outcome = invoke(&bytes, &ctx);
+                write_frame(&mut out, &FromWorker::Result { index, outcome })?;
+                out.flush()?;
+            }
+            None | Some(ToWorker::Shutdown) => return Ok(()),
+            Some(other) => return Err(io::Error::other(format!("unexpected message {other:?}"))),
+        }
+    }
+}

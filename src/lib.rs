@@ -1,0 +1,66 @@
+//! # otwrap
+//!
+//! Annotate a model function, evaluate it over thousands of points: on the
+//! local cores (threads or crash-isolated processes), with results in input
+//! order, one `Result` per point, progress, and run-time configuration.
+//!
+//! ```
+//! use otwrap::prelude::*;
+//!
+//! #[parallelize(backend = "rayon", workers = 2)]
+//! fn deviation(x: [f64; 4]) -> Result<f64, String> {
+//!     let [f, e, l, i] = x;
+//!     if f < 0.0 {
+//!         return Err(format!("negative load {f}"));
+//!     }
+//!     Ok(f * l.powi(3) / (3.0 * e * i))
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One point: the function as written.
+//! let y = deviation([3e4, 3e7, 255.0, 400.0])?;
+//! assert!((y - 13.82).abs() < 0.01);
+//!
+//! // Many points: results in input order; a failing point fails alone.
+//! let points = vec![[3e4, 3e7, 255.0, 400.0], [-1.0, 3e7, 255.0, 400.0]];
+//! let batch = deviation::map(&points)?;
+//! assert!(batch.results()[0].is_ok());
+//! let error = batch.results()[1].as_ref().unwrap_err();
+//! assert_eq!(error.index(), 1);
+//! assert!(error.to_string().contains("negative load"));
+//! println!("{}", batch.summary());
+//!
+//! // Run-time overrides, and results in completion order.
+//! let batch = deviation::runner().backend(Backend::Serial).fail_fast(true).map(&points)?;
+//! assert_eq!(batch.summary().failed, 1);
+//! for done in deviation::stream(points)? {
+//!     println!("point {} -> {:?}", done.index, done.result.map_err(|e| e.to_string()));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! See the README for the backends, the configuration file and the worker
+//! mode (`#[otwrap::main]`).
+
+#![warn(missing_docs)]
+
+pub use otwrap_macros::{cached, debug_log, main, parallelize, temp_workdir};
+pub use otwrap_runtime::{
+    config, Backend, Batch, Completed, Error, EvalContext, Location, Model, Options, PointError,
+    PointFailure, Progress, ProgressMode, ResultStream, Runner, Settings, Summary,
+};
+
+/// The names most programs need: `use otwrap::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        cached, debug_log, parallelize, temp_workdir, Backend, Batch, Completed, Error, PointError,
+        PointFailure, Progress, ProgressMode, Runner, Summary,
+    };
+}
+
+/// What the generated code calls; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use otwrap_runtime::__private::*;
+}
