@@ -97,7 +97,7 @@ impl Schema {
                 push(syn::Error::new(key.span(), msg));
                 continue;
             }
-            if seen.iter().any(|k| *k == key) {
+            if seen.contains(&key) {
                 push(syn::Error::new(
                     key.span(),
                     format!(

@@ -28,32 +28,48 @@ pub(crate) struct Config {
 pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Config> {
     let args: Args = syn::parse2(tokens)?;
     let mut config = Config::default();
+    let mut errors: Option<syn::Error> = None;
     for (key, value) in SCHEMA.check(&args)? {
-        match key.to_string().as_str() {
-            "backend" => {
-                let (name, span) = args::choice(key, value, BACKENDS)?;
-                if NOT_YET.contains(&name) {
-                    return Err(syn::Error::new(
-                        span,
-                        format!(
-                            "the \"{name}\" backend is not available in this version of otwrap yet; \
-                             use \"serial\", \"rayon\" or \"processes\""
-                        ),
-                    ));
+        let parsed: syn::Result<()> = (|| {
+            match key.to_string().as_str() {
+                "backend" => {
+                    let (name, span) = args::choice(key, value, BACKENDS)?;
+                    if NOT_YET.contains(&name) {
+                        return Err(syn::Error::new(
+                            span,
+                            format!(
+                                "the \"{name}\" backend is not available in this version of otwrap yet; \
+                                 use \"serial\", \"rayon\" or \"processes\""
+                            ),
+                        ));
+                    }
+                    config.backend = Some((name, span));
                 }
-                config.backend = Some((name, span));
+                "workers" => {
+                    config.workers = Some(args::positive_integer(key, value, "workers = 4")?)
+                }
+                "fail_fast" => config.fail_fast = Some(args::boolean(key, value)?),
+                "timeout" => {
+                    let span = value.map_or(key.span(), syn::spanned::Spanned::span);
+                    config.timeout = Some((args::seconds(key, value, "timeout = 600")?, span));
+                }
+                "progress" => {
+                    config.progress =
+                        Some(args::choice(key, value, &["auto", "always", "never"])?.0)
+                }
+                _ => unreachable!("the schema lists every key handled here"),
             }
-            "workers" => config.workers = Some(args::positive_integer(key, value, "workers = 4")?),
-            "fail_fast" => config.fail_fast = Some(args::boolean(key, value)?),
-            "timeout" => {
-                let span = value.map_or(key.span(), syn::spanned::Spanned::span);
-                config.timeout = Some((args::seconds(key, value, "timeout = 600")?, span));
+            Ok(())
+        })();
+        if let Err(e) = parsed {
+            match &mut errors {
+                Some(all) => all.combine(e),
+                None => errors = Some(e),
             }
-            "progress" => {
-                config.progress = Some(args::choice(key, value, &["auto", "always", "never"])?.0)
-            }
-            _ => unreachable!("the schema lists every key handled here"),
         }
+    }
+    if let Some(e) = errors {
+        return Err(e);
     }
     validate(&config)?;
     Ok(config)

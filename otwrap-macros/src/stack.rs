@@ -99,7 +99,7 @@ fn build(kind: Kind, args: TokenStream, function: &mut ItemFn) -> syn::Result<To
                     format!("write `#[{}(...)]` with parentheses", k.name()),
                 )),
             };
-            raw.push((k, attr.span(), tokens));
+            raw.push((k, attr.path().span(), tokens));
             false
         }
         None => true,

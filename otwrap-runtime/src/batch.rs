@@ -129,7 +129,7 @@ impl<T> Batch<T> {
     where
         T: Clone,
     {
-        self.results.iter().map(|r| r.clone()).collect()
+        self.results.iter().cloned().collect()
     }
 
     /// All values, or the error of the first failed point, without cloning.

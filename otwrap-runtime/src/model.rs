@@ -42,9 +42,9 @@ use crate::error::PointFailure;
 /// ```
 pub trait Model: Send + Sync + 'static {
     /// The point type: the function's parameters (a tuple when there are several).
-    type Input: Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Input: PointInput;
     /// The value type (the `T` of a `Result<T, E>` return type).
-    type Output: Serialize + DeserializeOwned + Send + 'static;
+    type Output: PointOutput;
     /// A stable id: the module path and the function name. Workers find the
     /// model by it.
     const ID: &'static str;

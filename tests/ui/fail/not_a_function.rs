@@ -1,0 +1,6 @@
+use otwrap::prelude::*;
+
+#[parallelize]
+struct Model;
+
+fn main() {}

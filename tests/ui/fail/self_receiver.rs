@@ -1,0 +1,12 @@
+use otwrap::prelude::*;
+
+struct Solver;
+
+impl Solver {
+    #[parallelize]
+    fn model(&self, x: f64) -> f64 {
+        x
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use otwrap::prelude::*;
+
+#[parallelize]
+fn model(name: &str) -> usize {
+    name.len()
+}
+
+fn main() {}
