@@ -1,0 +1,1285 @@
+//! Where cached results live: a sled database per cache directory
+//! ([`DiskStore`]) or a map in memory ([`MemoryStore`]), both behind
+//! [`CacheStore`] so the batch engine holds an `Arc<dyn CacheStore>`.
+//!
+//! This module owns:
+//! - the stored value format (a checksummed, versioned header before the
+//!   payload), so a damaged entry is detected and becomes a warning and a miss;
+//! - the process-wide registry of open disk stores: sled takes an exclusive
+//!   lock on its directory, so a path is opened once per process and shared;
+//! - the cross-process lock (`otwrap.lock` in the cache directory), so a
+//!   second otwrap process is told clearly which cache is busy;
+//! - durability: [`CacheStore::flush_if_due`] bounds what a crash can lose.
+//!
+//! sled stays behind this module: no sled type appears in the public API.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::key::{CacheKey, KeyPrefix, PREFIX_LEN};
+
+/// Name of the lock file otwrap keeps inside every disk cache directory.
+pub const LOCK_FILE_NAME: &str = "otwrap.lock";
+
+/// How long `open` waits for sled's own lock after taking otwrap's. sled
+/// releases its file lock from background threads a little after a `Db` is
+/// dropped (spacejam/sled#1234), so a close-then-reopen in one process can
+/// briefly see its own lock.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long `open` waits for a handle of the same path that is being closed
+/// (its last `Arc` dropped, sled still flushing) before giving up.
+const CLOSING_WAIT: Duration = Duration::from_secs(60);
+
+/// Keys removed per sled batch by `clear`, to bound memory on huge caches.
+const CLEAR_CHUNK: usize = 10_000;
+
+/// One cached evaluation result.
+///
+/// ```
+/// use otwrap_runtime::cache::store::Entry;
+///
+/// let ok = Entry::Value(vec![0, 0, 0, 0, 0, 0, 240, 63]); // bincode of 1.0f64
+/// let failed = Entry::Error("solver diverged".to_owned());
+/// assert_ne!(ok, failed);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// The encoded output of a successful evaluation.
+    Value(Vec<u8>),
+    /// The message of a failed evaluation (only stored when failures are cached).
+    Error(String),
+}
+
+/// Why the cache could not be opened, read or written.
+///
+/// A damaged entry is not an error: it is a warning and a miss.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// Another process holds the cache directory.
+    #[error(
+        "the cache at {} is in use by another otwrap process; wait for that run to finish, \
+         or point this run at another cache directory (set OTWRAP_CACHE_DIR, \
+         or use #[cached(disk = \"...\")])",
+        path.display()
+    )]
+    Locked {
+        /// The cache directory, canonicalized.
+        path: PathBuf,
+    },
+    /// The cache path is a symbolic link, which otwrap refuses to follow.
+    #[error(
+        "refusing to open the cache at {}: it is a symbolic link; \
+         point the cache at the real directory instead",
+        path.display()
+    )]
+    Symlink {
+        /// The cache path as given.
+        path: PathBuf,
+    },
+    /// The cache directory could not be created or the database opened.
+    #[error("cannot open the cache at {}: {source}", path.display())]
+    Open {
+        /// The cache path.
+        path: PathBuf,
+        /// The underlying cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the store failed (an I/O error, not a damaged entry).
+    #[error("cannot read the cache at {}: {source}", path.display())]
+    Read {
+        /// The cache directory.
+        path: PathBuf,
+        /// The underlying cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Storing or flushing a result failed (disk full, I/O error).
+    #[error(
+        "cannot write to the cache at {} (is the disk full?): {source}",
+        path.display()
+    )]
+    Write {
+        /// The cache directory.
+        path: PathBuf,
+        /// The underlying cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Iterator over `(input_bytes, entry)` of one function version, from [`CacheStore::iter`].
+pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Entry), CacheError>> + Send + 'a>;
+
+/// What the batch engine needs from a cache store, on disk or in memory.
+///
+/// ```
+/// use std::sync::Arc;
+/// use otwrap_runtime::cache::key::CacheKey;
+/// use otwrap_runtime::cache::store::{CacheStore, Entry, MemoryStore};
+///
+/// # fn main() -> Result<(), otwrap_runtime::cache::store::CacheError> {
+/// let store: Arc<dyn CacheStore> = Arc::new(MemoryStore::new());
+/// let key = CacheKey::new("beam::deflection", 1u64, "", b"x=1");
+/// assert_eq!(store.get(&key)?, None);
+/// store.insert(&key, Entry::Value(b"42".to_vec()))?;
+/// assert_eq!(store.get(&key)?, Some(Entry::Value(b"42".to_vec())));
+/// assert_eq!(store.count(&key.prefix())?, 1);
+/// # Ok(()) }
+/// ```
+pub trait CacheStore: Send + Sync + fmt::Debug {
+    /// The entry stored under `key`, or `None` on a miss (including a damaged entry).
+    fn get(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError>;
+
+    /// Stores `entry` under `key`, replacing any previous entry. Not durable
+    /// until the next [`flush`](CacheStore::flush) (or sled's own background
+    /// flush, every 500 ms).
+    fn insert(&self, key: &CacheKey, entry: Entry) -> Result<(), CacheError>;
+
+    /// Stores several entries at once (atomically on disk).
+    fn insert_batch(&self, entries: Vec<(CacheKey, Entry)>) -> Result<(), CacheError> {
+        entries
+            .into_iter()
+            .try_for_each(|(key, entry)| self.insert(&key, entry))
+    }
+
+    /// Makes every entry inserted so far durable.
+    fn flush(&self) -> Result<(), CacheError>;
+
+    /// Flushes if the store's [`FlushPolicy`] says enough was inserted or
+    /// enough time passed since the last flush; returns whether it flushed.
+    /// Call it after each insert, and [`flush`](CacheStore::flush) once a
+    /// batch is done.
+    fn flush_if_due(&self) -> Result<bool, CacheError>;
+
+    /// Number of entries stored for one function version (damaged entries not
+    /// yet read count too).
+    fn count(&self, prefix: &KeyPrefix) -> Result<usize, CacheError>;
+
+    /// Removes every entry of one function version; returns how many.
+    fn clear(&self, prefix: &KeyPrefix) -> Result<usize, CacheError>;
+
+    /// Every `(input_bytes, entry)` of one function version, for export.
+    /// Damaged entries are skipped with a warning.
+    fn iter(&self, prefix: &KeyPrefix) -> EntryIter<'_>;
+
+    /// Number of entries of all functions.
+    fn len(&self) -> Result<usize, CacheError>;
+
+    /// Whether the store holds no entry at all.
+    fn is_empty(&self) -> Result<bool, CacheError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The cache directory, or `None` for an in-memory store.
+    fn location(&self) -> Option<&Path>;
+}
+
+/// When [`CacheStore::flush_if_due`] flushes a [`DiskStore`].
+///
+/// A crash loses at most the results inserted since the last flush: with the
+/// default, at most 1024 results or the last 100 ms, whichever is less. Slow
+/// models thus flush at most ten times a second; a flood of cheap results
+/// flushes once per 1024 (measured: about 0.1 ms per flush on an idle disk).
+/// A time-based flush happens on the next `flush_if_due` call, so call
+/// `flush` when a batch ends.
+///
+/// ```
+/// use std::time::Duration;
+/// use otwrap_runtime::cache::store::FlushPolicy;
+///
+/// let strict = FlushPolicy { max_pending: 1, max_delay: Duration::ZERO };
+/// assert!(strict.max_pending < FlushPolicy::default().max_pending);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Flush once this many inserts are waiting.
+    pub max_pending: usize,
+    /// Flush once the oldest waiting insert may be this old.
+    pub max_delay: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            max_pending: 1024,
+            max_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A cache directory on disk, backed by sled.
+///
+/// Opening the same directory twice in one process returns the same handle;
+/// a second process gets [`CacheError::Locked`].
+///
+/// ```
+/// use otwrap_runtime::cache::key::CacheKey;
+/// use otwrap_runtime::cache::store::{CacheStore, DiskStore, Entry};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = DiskStore::open(dir.path().join("cache"))?;
+/// let key = CacheKey::new("beam::deflection", 1u64, "", b"x=1");
+/// store.insert(&key, Entry::Value(b"42".to_vec()))?;
+/// store.flush()?;
+/// assert!(std::sync::Arc::ptr_eq(&store, &DiskStore::open(dir.path().join("cache"))?));
+/// assert_eq!(store.get(&key)?, Some(Entry::Value(b"42".to_vec())));
+/// # Ok(()) }
+/// ```
+pub struct DiskStore {
+    // Field order is drop order: sled closes, then otwrap's lock is released,
+    // then the registry forgets the path, so a waiting `open` finds it free.
+    path: PathBuf,
+    db: sled::Db,
+    _lock: File,
+    flush: Mutex<FlushState>,
+    _registration: Registration,
+}
+
+struct FlushState {
+    policy: FlushPolicy,
+    pending: usize,
+    last_flush: Instant,
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<DiskStore>>>;
+
+fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<DiskStore>>> {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    // A panic while holding the map cannot leave it half-updated.
+    REGISTRY
+        .get_or_init(Registry::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Removes a closed store's path from the registry once sled has let go.
+struct Registration {
+    path: PathBuf,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = registry();
+        // Only a dead entry can be ours: `open` never replaces a dead entry.
+        if map.get(&self.path).is_some_and(|w| w.strong_count() == 0) {
+            map.remove(&self.path);
+        }
+    }
+}
+
+impl DiskStore {
+    /// Opens (creating it with mode 0700 if missing) the cache directory at
+    /// `path`, or returns the handle this process already has for it.
+    ///
+    /// Fails with [`CacheError::Symlink`] if `path` is a symbolic link,
+    /// [`CacheError::Locked`] if another process uses it, and
+    /// [`CacheError::Open`] otherwise.
+    pub fn open(path: impl AsRef<Path>) -> Result<Arc<DiskStore>, CacheError> {
+        let dir = prepare_dir(path.as_ref())?;
+        let closing_deadline = Instant::now() + CLOSING_WAIT;
+        loop {
+            let mut map = registry();
+            if let Some(weak) = map.get(&dir) {
+                if let Some(store) = weak.upgrade() {
+                    return Ok(store);
+                }
+                // The last handle is being dropped; wait for it to let go.
+                drop(map);
+                if Instant::now() >= closing_deadline {
+                    return Err(CacheError::Locked { path: dir });
+                }
+                thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            // Opening under the registry lock makes open-or-share atomic;
+            // opens are rare, so serialising them across paths costs nothing.
+            let lock = take_process_lock(&dir)?;
+            let db = open_sled(&dir)?;
+            let store = Arc::new(DiskStore {
+                path: dir.clone(),
+                db,
+                _lock: lock,
+                flush: Mutex::new(FlushState {
+                    policy: FlushPolicy::default(),
+                    pending: 0,
+                    last_flush: Instant::now(),
+                }),
+                _registration: Registration { path: dir.clone() },
+            });
+            map.insert(dir, Arc::downgrade(&store));
+            return Ok(store);
+        }
+    }
+
+    /// The cache directory (canonicalized).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current flush policy of this handle (shared by all its users).
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.flush_state().policy
+    }
+
+    /// Changes when [`CacheStore::flush_if_due`] flushes.
+    pub fn set_flush_policy(&self, policy: FlushPolicy) {
+        self.flush_state().policy = policy;
+    }
+
+    fn flush_state(&self) -> MutexGuard<'_, FlushState> {
+        self.flush.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn note_inserted(&self, n: usize) {
+        let mut state = self.flush_state();
+        state.pending = state.pending.saturating_add(n);
+    }
+
+    fn read_error(&self, err: sled::Error) -> CacheError {
+        CacheError::Read {
+            path: self.path.clone(),
+            source: err.into(),
+        }
+    }
+
+    fn write_error(&self, err: sled::Error) -> CacheError {
+        CacheError::Write {
+            path: self.path.clone(),
+            source: err.into(),
+        }
+    }
+
+    /// Warns about an entry that cannot be decoded and removes it, unless it
+    /// was written by a newer otwrap (then a new result simply overwrites it).
+    fn discard_damaged(&self, key: &[u8], raw: &[u8], damage: &Damage) {
+        tracing::warn!(
+            cache = %self.path.display(),
+            %damage,
+            "damaged entry in the cache at {} ignored ({damage}); it will be recomputed",
+            self.path.display(),
+        );
+        if matches!(damage, Damage::NewerFormat(_)) {
+            return;
+        }
+        // Compare-and-swap so a good entry written meanwhile is kept.
+        if let Err(err) = self.db.compare_and_swap(key, Some(raw), None::<&[u8]>) {
+            tracing::debug!(cache = %self.path.display(), %err, "could not remove damaged entry");
+        }
+    }
+}
+
+impl fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheStore for DiskStore {
+    fn get(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
+        let raw = match self.db.get(key.as_bytes()) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(None),
+            Err(sled::Error::Corruption { .. }) => {
+                tracing::warn!(
+                    cache = %self.path.display(),
+                    "sled reported corrupted data in the cache at {}; treating the entry as a miss",
+                    self.path.display(),
+                );
+                return Ok(None);
+            }
+            Err(err) => return Err(self.read_error(err)),
+        };
+        match decode(&raw) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(damage) => {
+                self.discard_damaged(key.as_bytes(), &raw, &damage);
+                Ok(None)
+            }
+        }
+    }
+
+    fn insert(&self, key: &CacheKey, entry: Entry) -> Result<(), CacheError> {
+        self.db
+            .insert(key.as_bytes(), encode(&entry))
+            .map_err(|err| self.write_error(err))?;
+        self.note_inserted(1);
+        Ok(())
+    }
+
+    fn insert_batch(&self, entries: Vec<(CacheKey, Entry)>) -> Result<(), CacheError> {
+        let n = entries.len();
+        let mut batch = sled::Batch::default();
+        for (key, entry) in entries {
+            batch.insert(key.into_bytes(), encode(&entry));
+        }
+        self.db
+            .apply_batch(batch)
+            .map_err(|err| self.write_error(err))?;
+        self.note_inserted(n);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), CacheError> {
+        // Reset before flushing: inserts racing with the flush count for the next one.
+        let taken = {
+            let mut state = self.flush_state();
+            state.last_flush = Instant::now();
+            std::mem::take(&mut state.pending)
+        };
+        self.db.flush().map(drop).map_err(|err| {
+            self.note_inserted(taken);
+            self.write_error(err)
+        })
+    }
+
+    fn flush_if_due(&self) -> Result<bool, CacheError> {
+        let due = {
+            let state = self.flush_state();
+            state.pending > 0
+                && (state.pending >= state.policy.max_pending
+                    || state.last_flush.elapsed() >= state.policy.max_delay)
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+
+    fn count(&self, prefix: &KeyPrefix) -> Result<usize, CacheError> {
+        self.db
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .try_fold(0, |n, key| key.map(|_| n + 1))
+            .map_err(|err| self.read_error(err))
+    }
+
+    fn clear(&self, prefix: &KeyPrefix) -> Result<usize, CacheError> {
+        let mut removed = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for key in self.db.scan_prefix(prefix.as_bytes()).keys() {
+            batch.remove(key.map_err(|err| self.read_error(err))?);
+            in_batch += 1;
+            if in_batch == CLEAR_CHUNK {
+                self.db
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|err| self.write_error(err))?;
+                removed += in_batch;
+                in_batch = 0;
+            }
+        }
+        self.db
+            .apply_batch(batch)
+            .map_err(|err| self.write_error(err))?;
+        removed += in_batch;
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn iter(&self, prefix: &KeyPrefix) -> EntryIter<'_> {
+        Box::new(
+            self.db
+                .scan_prefix(prefix.as_bytes())
+                .filter_map(move |item| match item {
+                    Err(err) => Some(Err(self.read_error(err))),
+                    Ok((key, raw)) => match decode(&raw) {
+                        Ok(entry) => Some(Ok((key[PREFIX_LEN..].to_vec(), entry))),
+                        Err(damage) => {
+                            self.discard_damaged(&key, &raw, &damage);
+                            None
+                        }
+                    },
+                }),
+        )
+    }
+
+    fn len(&self) -> Result<usize, CacheError> {
+        self.db
+            .iter()
+            .keys()
+            .try_fold(0, |n, key| key.map(|_| n + 1))
+            .map_err(|err| self.read_error(err))
+    }
+
+    fn location(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+}
+
+/// Refuses a symlink, creates the directory (0700) if missing, and returns
+/// its canonical path, the registry's key.
+fn prepare_dir(path: &Path) -> Result<PathBuf, CacheError> {
+    let open_error = |source| CacheError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(CacheError::Symlink {
+                path: path.to_path_buf(),
+            })
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return Err(open_error(io::Error::other(
+                "the path exists and is not a directory",
+            )))
+        }
+        Ok(_) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(open_error)?;
+        }
+        Err(err) => return Err(open_error(err)),
+    }
+    fs::canonicalize(path).map_err(open_error)
+}
+
+/// Takes otwrap's own lock on the directory, so that another process is
+/// refused before it touches sled's files, with a message we control.
+fn take_process_lock(dir: &Path) -> Result<File, CacheError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(LOCK_FILE_NAME))
+        .map_err(|source| CacheError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(CacheError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(CacheError::Open {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn open_sled(dir: &Path) -> Result<sled::Db, CacheError> {
+    let deadline = Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        let err = match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(err) => io::Error::from(err),
+        };
+        // sled reports its flock failure only as text.
+        if !err.to_string().contains("could not acquire lock") {
+            return Err(CacheError::Open {
+                path: dir.to_path_buf(),
+                source: err,
+            });
+        }
+        if Instant::now() >= deadline {
+            tracing::debug!(cache = %dir.display(), "sled kept its lock; giving up");
+            return Err(CacheError::Locked {
+                path: dir.to_path_buf(),
+            });
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An in-memory cache, for `#[cached]` without `disk`; lost when the process ends.
+///
+/// Entries are grouped by function version, so `count` and `clear` do not
+/// scan other functions' entries; hits take a shared read lock.
+///
+/// ```
+/// use otwrap_runtime::cache::key::CacheKey;
+/// use otwrap_runtime::cache::store::{CacheStore, Entry, MemoryStore};
+///
+/// # fn main() -> Result<(), otwrap_runtime::cache::store::CacheError> {
+/// let store = MemoryStore::new();
+/// let key = CacheKey::new("f", 1u64, "", b"x");
+/// store.insert(&key, Entry::Error("diverged".into()))?;
+/// assert_eq!(store.clear(&key.prefix())?, 1);
+/// assert!(store.is_empty()?);
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    by_version: RwLock<HashMap<KeyPrefix, HashMap<Vec<u8>, Entry>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyPrefix, HashMap<Vec<u8>, Entry>>> {
+        self.by_version
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<KeyPrefix, HashMap<Vec<u8>, Entry>>> {
+        self.by_version
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len: usize = self.read().values().map(HashMap::len).sum();
+        f.debug_struct("MemoryStore").field("len", &len).finish()
+    }
+}
+
+impl CacheStore for MemoryStore {
+    fn get(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError> {
+        Ok(self
+            .read()
+            .get(&key.prefix())
+            .and_then(|inputs| inputs.get(key.input_bytes()))
+            .cloned())
+    }
+
+    fn insert(&self, key: &CacheKey, entry: Entry) -> Result<(), CacheError> {
+        self.write()
+            .entry(key.prefix())
+            .or_default()
+            .insert(key.input_bytes().to_vec(), entry);
+        Ok(())
+    }
+
+    fn insert_batch(&self, entries: Vec<(CacheKey, Entry)>) -> Result<(), CacheError> {
+        let mut map = self.write();
+        for (key, entry) in entries {
+            map.entry(key.prefix())
+                .or_default()
+                .insert(key.input_bytes().to_vec(), entry);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    fn flush_if_due(&self) -> Result<bool, CacheError> {
+        Ok(false)
+    }
+
+    fn count(&self, prefix: &KeyPrefix) -> Result<usize, CacheError> {
+        Ok(self.read().get(prefix).map_or(0, HashMap::len))
+    }
+
+    fn clear(&self, prefix: &KeyPrefix) -> Result<usize, CacheError> {
+        Ok(self.write().remove(prefix).map_or(0, |inputs| inputs.len()))
+    }
+
+    fn iter(&self, prefix: &KeyPrefix) -> EntryIter<'_> {
+        // A snapshot: exporting must not hold the lock against the workers.
+        let snapshot: Vec<(Vec<u8>, Entry)> = self
+            .read()
+            .get(prefix)
+            .map(|inputs| inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        Box::new(snapshot.into_iter().map(Ok))
+    }
+
+    fn len(&self) -> Result<usize, CacheError> {
+        Ok(self.read().values().map(HashMap::len).sum())
+    }
+
+    fn location(&self) -> Option<&Path> {
+        None
+    }
+}
+
+// Stored value format, version 1 (all integers little endian):
+//
+//   0..4   magic b"OTWC"
+//   4      format version (1)
+//   5      kind: 0 = value, 1 = cached error (UTF-8 message)
+//   6..14  xxh3_64 of the payload, seeded with (version << 8 | kind)
+//   14..   payload
+//
+// The seed binds version and kind into the checksum, so a flipped kind byte is
+// caught like a flipped payload byte; sled stores the exact length, so a
+// truncated value fails the checksum.
+const MAGIC: [u8; 4] = *b"OTWC";
+const FORMAT_VERSION: u8 = 1;
+const KIND_VALUE: u8 = 0;
+const KIND_ERROR: u8 = 1;
+const HEADER_LEN: usize = 14;
+
+/// Why a stored value could not be decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Damage {
+    Truncated(usize),
+    BadMagic,
+    NewerFormat(u8),
+    UnknownKind(u8),
+    BadChecksum,
+    ErrorNotUtf8,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::Truncated(len) => write!(f, "truncated: {len} bytes, shorter than the header"),
+            Damage::BadMagic => f.write_str("not an otwrap cache entry (bad magic)"),
+            Damage::NewerFormat(v) => {
+                write!(f, "written in format {v} by a newer otwrap; this one reads format {FORMAT_VERSION}")
+            }
+            Damage::UnknownKind(k) => write!(f, "unknown entry kind {k}"),
+            Damage::BadChecksum => f.write_str("checksum mismatch"),
+            Damage::ErrorNotUtf8 => f.write_str("cached error message is not UTF-8"),
+        }
+    }
+}
+
+fn checksum(kind: u8, payload: &[u8]) -> u64 {
+    let seed = (u64::from(FORMAT_VERSION) << 8) | u64::from(kind);
+    xxhash_rust::xxh3::xxh3_64_with_seed(payload, seed)
+}
+
+fn encode(entry: &Entry) -> Vec<u8> {
+    let (kind, payload) = match entry {
+        Entry::Value(bytes) => (KIND_VALUE, bytes.as_slice()),
+        Entry::Error(message) => (KIND_ERROR, message.as_bytes()),
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(kind);
+    out.extend_from_slice(&checksum(kind, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode(raw: &[u8]) -> Result<Entry, Damage> {
+    let (header, payload) = raw
+        .split_at_checked(HEADER_LEN)
+        .ok_or(Damage::Truncated(raw.len()))?;
+    if header[..4] != MAGIC {
+        return Err(Damage::BadMagic);
+    }
+    let (version, kind) = (header[4], header[5]);
+    if version != FORMAT_VERSION {
+        return Err(Damage::NewerFormat(version));
+    }
+    if kind != KIND_VALUE && kind != KIND_ERROR {
+        return Err(Damage::UnknownKind(kind));
+    }
+    let mut stored = [0u8; 8];
+    stored.copy_from_slice(&header[6..HEADER_LEN]);
+    if u64::from_le_bytes(stored) != checksum(kind, payload) {
+        return Err(Damage::BadChecksum);
+    }
+    if kind == KIND_VALUE {
+        Ok(Entry::Value(payload.to_vec()))
+    } else {
+        String::from_utf8(payload.to_vec())
+            .map(Entry::Error)
+            .map_err(|_| Damage::ErrorNotUtf8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    fn key(function: &str, salt: &str, input: &[u8]) -> CacheKey {
+        CacheKey::new(function, 7u64, salt, input)
+    }
+
+    /// Runs `f` with a subscriber capturing warnings, returns `f`'s result and the log.
+    fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (out, log)
+    }
+
+    #[test]
+    fn format_round_trips_and_detects_damage() {
+        for entry in [
+            Entry::Value(vec![]),
+            Entry::Value(vec![1, 2, 3]),
+            Entry::Error("boom ✗".into()),
+        ] {
+            assert_eq!(decode(&encode(&entry)), Ok(entry));
+        }
+        let good = encode(&Entry::Value(vec![1, 2, 3]));
+        assert_eq!(decode(&good[..5]), Err(Damage::Truncated(5)));
+        assert_eq!(decode(&good[..good.len() - 1]), Err(Damage::BadChecksum));
+        let mut flipped_kind = good.clone();
+        flipped_kind[5] = KIND_ERROR;
+        assert_eq!(decode(&flipped_kind), Err(Damage::BadChecksum));
+        let mut magic = good.clone();
+        magic[0] = b'X';
+        assert_eq!(decode(&magic), Err(Damage::BadMagic));
+        let mut newer = good;
+        newer[4] = 9;
+        assert_eq!(decode(&newer), Err(Damage::NewerFormat(9)));
+    }
+
+    fn exercise_round_trip(store: &dyn CacheStore) {
+        let ok = key("f", "", b"x=1");
+        let failed = key("f", "", b"x=2");
+        assert_eq!(store.get(&ok).unwrap(), None);
+        store.insert(&ok, Entry::Value(b"1.0".to_vec())).unwrap();
+        store
+            .insert(&failed, Entry::Error("diverged".into()))
+            .unwrap();
+        assert_eq!(store.get(&ok).unwrap(), Some(Entry::Value(b"1.0".to_vec())));
+        assert_eq!(
+            store.get(&failed).unwrap(),
+            Some(Entry::Error("diverged".into()))
+        );
+        store.insert(&ok, Entry::Value(b"2.0".to_vec())).unwrap();
+        assert_eq!(store.get(&ok).unwrap(), Some(Entry::Value(b"2.0".to_vec())));
+        store
+            .insert_batch(vec![
+                (key("f", "", b"x=3"), Entry::Value(vec![3])),
+                (key("f", "", b"x=4"), Entry::Value(vec![4])),
+            ])
+            .unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.len().unwrap(), 4);
+        let mut exported: Vec<_> = store.iter(&ok.prefix()).map(Result::unwrap).collect();
+        exported.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            exported[0],
+            (b"x=1".to_vec(), Entry::Value(b"2.0".to_vec()))
+        );
+        assert_eq!(exported[3], (b"x=4".to_vec(), Entry::Value(vec![4])));
+    }
+
+    #[test]
+    fn disk_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path().join("cache")).unwrap();
+        exercise_round_trip(&*store);
+    }
+
+    #[test]
+    fn memory_round_trip() {
+        exercise_round_trip(&MemoryStore::new());
+    }
+
+    fn exercise_prefix_management(store: &dyn CacheStore) {
+        for i in 0..5u8 {
+            store
+                .insert(&key("f", "v1", &[i]), Entry::Value(vec![i]))
+                .unwrap();
+            store
+                .insert(&key("f", "v2", &[i]), Entry::Value(vec![i]))
+                .unwrap();
+        }
+        store
+            .insert(&key("g", "v1", &[0]), Entry::Value(vec![]))
+            .unwrap();
+        let (f1, f2, g1) = (
+            key("f", "v1", b"").prefix(),
+            key("f", "v2", b"").prefix(),
+            key("g", "v1", b"").prefix(),
+        );
+        assert_eq!(store.count(&f1).unwrap(), 5);
+        assert_eq!(store.clear(&f1).unwrap(), 5);
+        assert_eq!(store.count(&f1).unwrap(), 0);
+        assert_eq!(store.count(&f2).unwrap(), 5);
+        assert_eq!(store.count(&g1).unwrap(), 1);
+        assert_eq!(store.len().unwrap(), 6);
+        assert_eq!(store.clear(&f1).unwrap(), 0);
+    }
+
+    #[test]
+    fn disk_prefix_count_and_clear_touch_one_version() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise_prefix_management(&*DiskStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn memory_prefix_count_and_clear_touch_one_version() {
+        exercise_prefix_management(&MemoryStore::new());
+    }
+
+    #[test]
+    fn clear_handles_more_than_one_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let prefix = key("f", "", b"").prefix();
+        let entries = (0..CLEAR_CHUNK as u32 + 3)
+            .map(|i| (prefix.key(&i.to_be_bytes()), Entry::Value(vec![])))
+            .collect();
+        store.insert_batch(entries).unwrap();
+        assert_eq!(store.clear(&prefix).unwrap(), CLEAR_CHUNK + 3);
+        assert!(store.is_empty().unwrap());
+    }
+
+    #[test]
+    fn reopen_after_drop_finds_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key("f", "", b"x");
+        for round in 0..5u8 {
+            let store = DiskStore::open(dir.path()).unwrap();
+            if round > 0 {
+                assert_eq!(store.get(&k).unwrap(), Some(Entry::Value(vec![round - 1])));
+            }
+            store.insert(&k, Entry::Value(vec![round])).unwrap();
+            store.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn same_path_twice_shares_one_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let a = DiskStore::open(dir.path().join("cache")).unwrap();
+        let b = DiskStore::open(dir.path().join("sub/../cache")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = thread::spawn({
+            let path = dir.path().join("cache");
+            move || DiskStore::open(path).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert!(Arc::ptr_eq(&a, &c));
+        assert_eq!(
+            a.path(),
+            fs::canonicalize(dir.path().join("cache")).unwrap()
+        );
+    }
+
+    #[test]
+    fn new_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path().join("a/cache")).unwrap();
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    }
+
+    #[test]
+    fn symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = DiskStore::open(&link).unwrap_err();
+        assert!(
+            matches!(&err, CacheError::Symlink { path } if *path == link),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains(&link.display().to_string()),
+            "{err}"
+        );
+        assert!(!real.join("db").exists());
+    }
+
+    #[test]
+    fn file_at_cache_path_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache");
+        fs::write(&file, b"").unwrap();
+        let err = DiskStore::open(&file).unwrap_err();
+        assert!(matches!(err, CacheError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn damaged_entries_are_a_warning_and_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let good = encode(&Entry::Value(vec![1, 2, 3, 4]));
+        let mut bad_checksum = good.clone();
+        bad_checksum[HEADER_LEN] ^= 0xff;
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("garbage", b"definitely not a cache entry".to_vec()),
+            ("truncated", good[..HEADER_LEN - 2].to_vec()),
+            ("checksum", bad_checksum),
+            ("cut payload", good[..good.len() - 1].to_vec()),
+        ];
+        for (name, raw) in cases {
+            let k = key("f", "", name.as_bytes());
+            store.db.insert(k.as_bytes(), raw).unwrap();
+            let (got, log) = capture_logs(|| store.get(&k));
+            assert_eq!(got.unwrap(), None, "{name}");
+            assert!(log.contains("WARN"), "{name}: {log}");
+            assert!(
+                log.contains(&store.path().display().to_string()),
+                "{name}: {log}"
+            );
+            assert_eq!(store.count(&k.prefix()).unwrap(), 0, "{name} not removed");
+            // The recomputed result then overwrites it normally.
+            store.insert(&k, Entry::Value(vec![9])).unwrap();
+            assert_eq!(store.get(&k).unwrap(), Some(Entry::Value(vec![9])));
+            store.clear(&k.prefix()).unwrap();
+        }
+    }
+
+    #[test]
+    fn newer_format_is_a_miss_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let k = key("f", "", b"x");
+        let mut newer = encode(&Entry::Value(vec![1]));
+        newer[4] = FORMAT_VERSION + 1;
+        store.db.insert(k.as_bytes(), newer).unwrap();
+        let (got, log) = capture_logs(|| store.get(&k));
+        assert_eq!(got.unwrap(), None);
+        assert!(log.contains("newer otwrap"), "{log}");
+        assert_eq!(store.count(&k.prefix()).unwrap(), 1);
+    }
+
+    #[test]
+    fn iter_skips_damaged_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let prefix = key("f", "", b"").prefix();
+        store
+            .insert(&prefix.key(b"a"), Entry::Value(vec![1]))
+            .unwrap();
+        store
+            .db
+            .insert(prefix.key(b"b").as_bytes(), &b"junk"[..])
+            .unwrap();
+        let (items, log) = capture_logs(|| store.iter(&prefix).collect::<Vec<_>>());
+        let items: Vec<_> = items.into_iter().map(Result::unwrap).collect();
+        assert_eq!(items, vec![(b"a".to_vec(), Entry::Value(vec![1]))]);
+        assert!(log.contains("WARN"), "{log}");
+    }
+
+    #[test]
+    fn flush_if_due_follows_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert!(!store.flush_if_due().unwrap(), "nothing pending");
+        store.set_flush_policy(FlushPolicy {
+            max_pending: 3,
+            max_delay: Duration::from_secs(3600),
+        });
+        for i in 0..2u8 {
+            store
+                .insert(&key("f", "", &[i]), Entry::Value(vec![]))
+                .unwrap();
+            assert!(!store.flush_if_due().unwrap());
+        }
+        store
+            .insert(&key("f", "", &[2]), Entry::Value(vec![]))
+            .unwrap();
+        assert!(store.flush_if_due().unwrap());
+        assert!(!store.flush_if_due().unwrap());
+        store.set_flush_policy(FlushPolicy {
+            max_pending: 1000,
+            max_delay: Duration::ZERO,
+        });
+        store
+            .insert(&key("f", "", &[3]), Entry::Value(vec![]))
+            .unwrap();
+        assert!(store.flush_if_due().unwrap());
+    }
+
+    const HOLD_ENV: &str = "OTWRAP_TEST_HOLD_CACHE_AT";
+    const HOLDING: &str = "otwrap-test-child-holds-the-cache";
+
+    /// Not a test on its own: the child half of `second_process_gets_locked`.
+    #[test]
+    fn child_holds_store_until_stdin_closes() {
+        let Some(path) = std::env::var_os(HOLD_ENV) else {
+            return;
+        };
+        let store = DiskStore::open(path).unwrap();
+        println!("{HOLDING}");
+        io::stdout().flush().unwrap();
+        let mut line = String::new();
+        io::stdin().read_line(&mut line).unwrap();
+        drop(store);
+    }
+
+    #[test]
+    fn second_process_gets_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let canonical = fs::canonicalize(dir.path()).unwrap();
+        let module = module_path!().split_once("::").unwrap().1;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("{module}::child_holds_store_until_stdin_closes"),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HOLD_ENV, dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(
+            lines.any(|line| line.unwrap().contains(HOLDING)),
+            "child exited before opening the cache"
+        );
+
+        let err = DiskStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, CacheError::Locked { path } if *path == canonical),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&canonical.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("another otwrap process"), "{message}");
+        assert!(message.contains("OTWRAP_CACHE_DIR"), "{message}");
+
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        // Once the other process is gone, the cache is ours.
+        DiskStore::open(dir.path()).unwrap();
+    }
+
+    fn rate(n: usize, elapsed: Duration) -> String {
+        format!("{:.0}/s", n as f64 / elapsed.as_secs_f64())
+    }
+
+    /// `cargo test --release -- --ignored --nocapture bench_` to print the numbers.
+    #[test]
+    #[ignore]
+    fn bench_store_throughput() {
+        use std::hint::black_box;
+        const N: usize = 100_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let prefix = key("bench", "", b"").prefix();
+        // A point of 3 f64 and a result of 2 f64, as bincode would give.
+        let input = |i: usize| {
+            let mut b = Vec::with_capacity(24);
+            for x in [i as f64, 0.5, -1.0] {
+                b.extend_from_slice(&x.to_le_bytes());
+            }
+            b
+        };
+        let keys: Vec<CacheKey> = (0..N).map(|i| prefix.key(&input(i))).collect();
+        let value = Entry::Value(vec![7; 16]);
+
+        let t = Instant::now();
+        for k in &keys {
+            store.insert(k, value.clone()).unwrap();
+        }
+        let insert = t.elapsed();
+        let t = Instant::now();
+        store.flush().unwrap();
+        println!(
+            "disk insert (no flush): {} ; one flush after {N}: {:?}",
+            rate(N, insert),
+            t.elapsed()
+        );
+
+        // Visit keys in a scattered order so the B-tree is not walked sequentially.
+        let order: Vec<usize> = (0..N).map(|i| (i * 7919) % N).collect();
+        for pass in 0..3 {
+            let t = Instant::now();
+            for &i in &order {
+                black_box(store.get(&keys[i]).unwrap().unwrap());
+            }
+            println!("disk get hits, pass {pass}: {}", rate(N, t.elapsed()));
+        }
+        let t = Instant::now();
+        for &i in &order {
+            black_box(store.db.get(keys[i].as_bytes()).unwrap().unwrap());
+        }
+        println!("raw sled get (no decode): {}", rate(N, t.elapsed()));
+        let t = Instant::now();
+        let threads = 2;
+        thread::scope(|s| {
+            for part in order.chunks(N / threads) {
+                let (store, keys) = (&store, &keys);
+                s.spawn(move || {
+                    for &i in part {
+                        black_box(store.get(&keys[i]).unwrap().unwrap());
+                    }
+                });
+            }
+        });
+        println!("disk get hits, {threads} threads: {}", rate(N, t.elapsed()));
+
+        let memory = MemoryStore::new();
+        for k in &keys {
+            memory.insert(k, value.clone()).unwrap();
+        }
+        let t = Instant::now();
+        for &i in &order {
+            black_box(memory.get(&keys[i]).unwrap().unwrap());
+        }
+        println!("memory get hits: {}", rate(N, t.elapsed()));
+
+        let durable = 300;
+        let t = Instant::now();
+        for i in 0..durable {
+            store
+                .insert(&prefix.key(&input(N + i)), value.clone())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let per = t.elapsed() / durable as u32;
+        println!(
+            "insert + flush each: {per:?} per entry ({:.0}/s)",
+            1.0 / per.as_secs_f64()
+        );
+
+        let t = Instant::now();
+        let mut flushes = 0;
+        for i in 0..N {
+            store
+                .insert(&prefix.key(&input(2 * N + i)), value.clone())
+                .unwrap();
+            flushes += usize::from(store.flush_if_due().unwrap());
+        }
+        store.flush().unwrap();
+        println!(
+            "insert + flush_if_due (default policy): {} with {flushes} flushes",
+            rate(N, t.elapsed())
+        );
+    }
+}
