@@ -1,1 +1,113 @@
-fn main() {}
+//! Framework overhead per point: `name::map` over trivial points against a
+//! hand-written rayon `par_iter` on the same pool size, and the `processes`
+//! backend. Run with `cargo bench --bench overhead`; set OTWRAP_BENCH_POINTS
+//! and OTWRAP_BENCH_RUNS to change the sizes. Prints medians.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use otwrap::prelude::*;
+use rayon::prelude::*;
+
+#[parallelize(backend = "rayon", progress = "never")]
+fn trivial(x: f64) -> f64 {
+    x.mul_add(2.0, 1.0)
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm-up
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[otwrap::main]
+fn main() {
+    let n = env_usize("OTWRAP_BENCH_POINTS", 1_000_000);
+    let runs = env_usize("OTWRAP_BENCH_RUNS", 7);
+    let workers = env_usize(
+        "OTWRAP_WORKERS",
+        std::thread::available_parallelism().map_or(1, |c| c.get()),
+    );
+    let inputs: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
+    println!("{n} trivial points, {workers} workers, median of {runs} runs");
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .expect("a rayon pool");
+    let bare = time(runs, || {
+        let out: Vec<f64> = pool.install(|| inputs.par_iter().map(|x| trivial(*x)).collect());
+        black_box(out);
+    });
+    let report = |name: &str, t: Duration| {
+        let per_point = t.as_secs_f64() / n as f64 * 1e6;
+        let overhead = (t.as_secs_f64() - bare.as_secs_f64()) / n as f64 * 1e6;
+        println!(
+            "{name:<28} {:>10.3} ms  {:>8.3} us/point  overhead {:>8.3} us/point  ({:.1}% of bare)",
+            t.as_secs_f64() * 1e3,
+            per_point,
+            overhead,
+            100.0 * bare.as_secs_f64() / t.as_secs_f64()
+        );
+    };
+    report("bare rayon par_iter", bare);
+
+    let rayon = time(runs, || {
+        let batch = trivial::runner()
+            .workers(workers)
+            .map(&inputs)
+            .expect("batch runs");
+        black_box(batch);
+    });
+    report("otwrap rayon map", rayon);
+
+    let for_each = time(runs, || {
+        let mut sum = 0.0;
+        trivial::runner()
+            .workers(workers)
+            .for_each(&inputs, |done| sum += done.result.unwrap_or(0.0))
+            .expect("batch runs");
+        black_box(sum);
+    });
+    report("otwrap rayon for_each", for_each);
+
+    let serial = time(runs, || {
+        let batch = trivial::runner()
+            .backend(Backend::Serial)
+            .map(&inputs)
+            .expect("batch runs");
+        black_box(batch);
+    });
+    report("otwrap serial map", serial);
+
+    let proc_runs = runs.min(3);
+    let processes = time(proc_runs, || {
+        let batch = trivial::runner()
+            .backend(Backend::Processes)
+            .workers(workers)
+            .map(&inputs)
+            .expect("batch runs");
+        assert!(batch.is_complete());
+        black_box(batch);
+    });
+    report("otwrap processes map", processes);
+}

@@ -47,8 +47,9 @@
 
 pub use otwrap_macros::{cached, debug_log, main, parallelize, temp_workdir};
 pub use otwrap_runtime::{
-    config, Backend, Batch, Completed, Error, EvalContext, Location, Model, Options, PointError,
-    PointFailure, Progress, ProgressMode, ResultStream, Runner, Settings, Summary,
+    config, coupling, sample, Backend, Batch, Completed, Error, EvalContext, Location, Model,
+    Options, PointError, PointFailure, Progress, ProgressMode, ResultStream, Runner, Sample,
+    Settings, Summary,
 };
 
 /// The names most programs need: `use otwrap::prelude::*;`.

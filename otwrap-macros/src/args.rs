@@ -295,10 +295,10 @@ mod tests {
             keys: &["backend", "workers"],
         };
         let args: Args = syn::parse_str("workers = 2, workers = 3").expect("parses");
-        let e = schema.check(&args).err().expect("duplicate");
+        let e = schema.check(&args).map(|v| v.len()).expect_err("duplicate");
         assert!(e.to_string().contains("duplicate argument `workers`"));
         let args: Args = syn::parse_str("worker = 2").expect("parses");
-        let e = schema.check(&args).err().expect("unknown");
+        let e = schema.check(&args).map(|v| v.len()).expect_err("unknown");
         assert!(e.to_string().contains("did you mean `workers`"), "{e}");
     }
 }

@@ -9,7 +9,8 @@
 //! engine), `backend` (serial, rayon, processes), [`worker`] (worker mode and
 //! protocol), [`cache`] (stores and keys), [`sample`] (designs of
 //! experiments, CSV and dumps), [`config`] (options, `otwrap.toml`, `OTWRAP_*`), [`batch`]
-//! (results), [`progress`], [`error`].
+//! (results), [`coupling`] (templates, running programs, reading
+//! results), [`progress`], [`error`].
 //!
 //! [otwrap]: https://docs.rs/otwrap
 
@@ -20,6 +21,7 @@ pub mod batch;
 pub mod cache;
 pub mod codec;
 pub mod config;
+pub mod coupling;
 pub mod error;
 pub mod host;
 pub mod model;

@@ -33,6 +33,14 @@ impl<M: Model> Job<'_, M> {
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+
+    /// Called by a backend's worker thread as soon as a point fails, so that
+    /// fail-fast stops the other slots without waiting for the driver.
+    pub(crate) fn note_outcome<T, E>(&self, outcome: &Result<T, E>) {
+        if outcome.is_err() && self.settings.fail_fast {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A place where evaluations run.

@@ -143,6 +143,7 @@ fn run_slot<M: Model>(
             },
         };
         let outcome = outcome.map_err(|failure| (failure, location(pid)));
+        job.note_outcome(&outcome);
         if tx.send(Event { index, outcome }).is_err() {
             break;
         }

@@ -39,6 +39,7 @@ impl<M: Model> Executor<M> for RayonPool {
                         let outcome =
                             evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
                                 .map_err(|failure| (failure, local_location(Backend::Rayon)));
+                        job.note_outcome(&outcome);
                         // The receiver only goes away when the driver itself
                         // is unwinding; nothing is left to report to then.
                         let _ = tx.send(Event { index, outcome });
