@@ -7,9 +7,9 @@ pub fn hostname() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
         let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname writes a
-        // NUL-terminated name into it (truncated if too long).
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: the buffer is valid for its whole length, and the last byte
+        // is left for the NUL that gethostname may omit on truncation.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
         if rc != 0 {
             return "localhost".to_string();
         }

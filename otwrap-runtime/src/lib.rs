@@ -10,7 +10,8 @@
 //! protocol), [`cache`] (stores and keys), [`sample`] (designs of
 //! experiments, CSV and dumps), [`config`] (options, `otwrap.toml`, `OTWRAP_*`), [`batch`]
 //! (results), [`coupling`] (templates, running programs, reading
-//! results), [`progress`], [`error`].
+//! results), [`workdir`] (a directory per evaluation), [`failure_log`]
+//! (the log of failed evaluations, `create_logger`), [`progress`], [`error`].
 //!
 //! [otwrap]: https://docs.rs/otwrap
 
@@ -23,11 +24,13 @@ pub mod codec;
 pub mod config;
 pub mod coupling;
 pub mod error;
+pub mod failure_log;
 pub mod host;
 pub mod model;
 pub mod progress;
 pub mod runner;
 pub mod sample;
+pub mod workdir;
 pub mod worker;
 
 pub use batch::{Batch, Completed, Summary};

@@ -68,9 +68,15 @@ impl Bar {
             ProgressDrawTarget::stderr_with_hz(10),
         );
         let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {rate} ETA {eta} {msg}",
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}/s", state.per_sec());
+            },
+        );
         bar.set_style(style);
         bar.set_prefix(label.to_string());
         Bar {
