@@ -222,8 +222,6 @@ impl<M: Model> Runner<M> {
             return Err(Error::NotAWorker { var: WORKER_ENV });
         }
         let total = inputs.len();
-        let mut tracker = Tracker::new(total);
-        let mut bar = Bar::new(settings.progress, total, M::NAME);
         let mut delivered = vec![false; total];
         let todo: Vec<usize> = (0..total).collect();
         let cancel = AtomicBool::new(false);
@@ -234,8 +232,8 @@ impl<M: Model> Runner<M> {
             cancel: &cancel,
         };
         let mut books = Books {
-            tracker: &mut tracker,
-            bar: &mut bar,
+            tracker: Tracker::new(total),
+            bar: Bar::new(settings.progress, total, M::NAME),
             first_failure: None,
             fail_fast: settings.fail_fast,
             cancel: &cancel,
@@ -278,7 +276,8 @@ impl<M: Model> Runner<M> {
             books.accept(index, Err(error));
             books.tracker.not_run += 1;
         }
-        bar.finish();
+        books.bar.finish();
+        let tracker = books.tracker;
         Ok(Summary {
             total,
             evaluated,
@@ -295,8 +294,8 @@ impl<M: Model> Runner<M> {
 /// The driver's bookkeeping of one batch: counts, progress, fail-fast, and
 /// handing each result over.
 struct Books<'a, T> {
-    tracker: &'a mut Tracker,
-    bar: &'a mut Bar,
+    tracker: Tracker,
+    bar: Bar,
     first_failure: Option<usize>,
     fail_fast: bool,
     cancel: &'a AtomicBool,
