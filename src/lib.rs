@@ -47,8 +47,8 @@
 
 pub use otwrap_macros::{cached, debug_log, main, parallelize, temp_workdir};
 pub use otwrap_runtime::{
-    config, coupling, sample, Backend, Batch, Completed, Error, EvalContext, Location, Model,
-    Options, PointError, PointFailure, Progress, ProgressMode, ResultStream, Runner, Sample,
+    config, coupling, sample, Backend, Batch, Completed, Error, EvalContext, Failed, Location,
+    Model, Options, PointError, PointFailure, Progress, ProgressMode, ResultStream, Runner, Sample,
     Settings, Summary,
 };
 

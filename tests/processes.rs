@@ -62,7 +62,7 @@ impl Model for Unregistered {
         o.backend = Some(Backend::Processes);
         o
     }
-    fn evaluate(x: &f64, _ctx: &EvalContext) -> Result<f64, PointFailure> {
+    fn evaluate(x: &f64, _ctx: &EvalContext) -> Result<f64, otwrap::Failed> {
         Ok(*x)
     }
 }

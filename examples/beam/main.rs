@@ -1,6 +1,6 @@
 //! The main job: the cantilever beam case of otwrapy and the EDF material.
 //!
-//! Each evaluation creates a work directory, fills the XML input template,
+//! Each evaluation gets a work directory (`#[temp_workdir]`), fills the XML input template,
 //! runs the external solver (`examples/beam-solver`, built on first use) and
 //! reads the deviation back from `_beam_outputs_.xml`. The design of
 //! experiments is the shipped CSV or a generated one of any size.
@@ -31,23 +31,16 @@ const TEMPLATE: &str = concat!(
 );
 const SHIPPED_DOE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/beam/doe.csv");
 
-/// The beam model: one point is (F, E, L, I).
+/// The beam model: one point is (F, E, L, I). Each evaluation gets a fresh
+/// work directory (kept when it fails), failures go to `beam.log`, and
+/// results are cached on disk under `.otwrap/`, so a second run evaluates
+/// nothing.
 #[parallelize(backend = "rayon")]
-fn beam(x: [f64; 4]) -> Result<f64, BoxError> {
+#[cached(disk)]
+#[temp_workdir(prefix = "beam-", cleanup = "on_success")]
+#[debug_log("beam.log")]
+fn beam(x: [f64; 4], #[workdir] dir: &Path) -> Result<f64, BoxError> {
     let [f, e, l, i] = x;
-    let dir = tempfile::Builder::new().prefix("beam-").tempdir()?;
-    let outcome = run_solver(dir.path(), [f, e, l, i]);
-    match outcome {
-        Ok(deviation) => Ok(deviation),
-        Err(err) => {
-            // Keep the work directory of a failed evaluation for inspection.
-            let kept = dir.keep();
-            Err(format!("{err} (work dir kept at {})", kept.display()).into())
-        }
-    }
-}
-
-fn run_solver(dir: &Path, [f, e, l, i]: [f64; 4]) -> Result<f64, BoxError> {
     template()?.fill_to(
         dir.join("beam.xml"),
         &[("@F@", f), ("@E@", e), ("@L@", l), ("@I@", i)],

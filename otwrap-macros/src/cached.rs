@@ -1,6 +1,5 @@
 //! `#[cached]`, `#[cached(disk)]`, `#[cached(disk = "path", version = "...",
-//! cache_errors = true)]`: the cache of results. Its arguments are parsed and
-//! checked here; the behaviour is not in this version yet.
+//! cache_errors = true)]`: the cache of results, kept by the driver.
 
 use proc_macro2::TokenStream;
 use syn::LitStr;
@@ -13,7 +12,6 @@ const SCHEMA: Schema = Schema {
 };
 
 /// Where the cache lives.
-#[allow(dead_code)] // read by the expansion once the attribute is implemented
 pub(crate) enum Store {
     Memory,
     DiskDefault,
@@ -21,7 +19,6 @@ pub(crate) enum Store {
 }
 
 /// The validated arguments.
-#[allow(dead_code)] // read by the expansion once the attribute is implemented
 pub(crate) struct Config {
     pub(crate) store: Store,
     pub(crate) version: Option<LitStr>,

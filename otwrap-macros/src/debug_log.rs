@@ -1,6 +1,5 @@
 //! `#[debug_log("func.log", all = true)]`: a log of every failed (or every)
-//! evaluation. Its arguments are parsed and checked here; the behaviour is
-//! not in this version yet.
+//! evaluation, written wherever the point runs.
 
 use proc_macro2::{Span, TokenStream};
 use syn::{Lit, LitStr};
@@ -13,7 +12,6 @@ const SCHEMA: Schema = Schema {
 };
 
 /// The validated arguments.
-#[allow(dead_code)] // read by the expansion once the attribute is implemented
 pub(crate) struct Config {
     pub(crate) path: LitStr,
     pub(crate) all: bool,

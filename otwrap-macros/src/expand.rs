@@ -7,9 +7,9 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, Visibility};
 
-use crate::parallelize;
 use crate::signature::{Output, Signature};
 use crate::stack::Stack;
+use crate::{cached, parallelize};
 
 /// The visibility, inside the companion module, of an item that must be seen
 /// exactly as far as the function itself (no further: the model's types may
@@ -34,17 +34,116 @@ fn inner_visibility(vis: &Visibility) -> TokenStream {
     }
 }
 
+/// A stable 64-bit FNV-1a hash of the function's tokens: editing the
+/// signature or the body changes it, a `//` comment does not (comments are
+/// not tokens).
+fn body_hash(function: &ItemFn) -> u64 {
+    let sig = &function.sig;
+    let block = &function.block;
+    let text = quote!(#sig #block).to_string();
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `Some(...)`/`None` of a string literal.
+fn option_str(lit: Option<&syn::LitStr>) -> TokenStream {
+    match lit {
+        Some(l) => quote!(::core::option::Option::Some(#l)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// The static layers and cache settings of the stack.
+fn layers_and_cache(function: &ItemFn, stack: &Stack) -> (TokenStream, TokenStream) {
+    let rt = quote!(::otwrap::__private);
+    let workdir = match &stack.temp_workdir {
+        None => quote!(::core::option::Option::None),
+        Some((config, _)) => {
+            let prefix = config.prefix.as_ref().map_or_else(
+                || {
+                    let p = format!("{}-", function.sig.ident);
+                    quote!(#p)
+                },
+                |l| quote!(#l),
+            );
+            let base = option_str(config.base.as_ref());
+            let cleanup = format_ident!(
+                "{}",
+                match config.cleanup.unwrap_or("on_success") {
+                    "always" => "Always",
+                    "never" => "Never",
+                    _ => "OnSuccess",
+                }
+            );
+            let copy = &config.copy;
+            quote!(::core::option::Option::Some(#rt::WorkDirSpec::from_parts(#prefix, #base, #rt::Cleanup::#cleanup, &[#(#copy),*])))
+        }
+    };
+    let log = match &stack.debug_log {
+        None => quote!(::core::option::Option::None),
+        Some((config, _)) => {
+            let path = &config.path;
+            let all = config.all;
+            quote!(::core::option::Option::Some(#rt::LogSpec { path: #path, all: #all }))
+        }
+    };
+    let layers = quote! {
+        fn layers() -> &'static #rt::Layers {
+            static LAYERS: #rt::Layers = #rt::Layers { workdir: #workdir, log: #log };
+            &LAYERS
+        }
+    };
+    let cache = match &stack.cached {
+        None => quote!(),
+        Some((config, _)) => {
+            let location = match &config.store {
+                cached::Store::Memory => quote!(#rt::CacheLocation::Memory),
+                cached::Store::DiskDefault => quote!(#rt::CacheLocation::DiskDefault),
+                cached::Store::Disk(path) => quote!(#rt::CacheLocation::Disk(#path)),
+            };
+            let hash = body_hash(function);
+            let version = config
+                .version
+                .as_ref()
+                .map_or_else(|| quote!(""), |v| quote!(#v));
+            let cache_errors = config.cache_errors;
+            quote! {
+                fn cache() -> ::core::option::Option<#rt::CacheSpec> {
+                    ::core::option::Option::Some(#rt::CacheSpec {
+                        location: #location,
+                        body_hash: #hash,
+                        version: #version,
+                        cache_errors: #cache_errors,
+                    })
+                }
+            }
+        }
+    };
+    (layers, cache)
+}
+
 pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> TokenStream {
     let rt = quote!(::otwrap::__private);
     let name = &function.sig.ident;
     let vis = &function.vis;
     let inner = inner_visibility(vis);
+    let layered =
+        stack.temp_workdir.is_some() || stack.cached.is_some() || stack.debug_log.is_some();
     // The model type lives in the companion module and the impl next to the
     // function: neither needs `super::`, so a model may also be declared
     // inside a function body.
     let model = quote!(#name::Model);
     let input = format_ident!("__otwrap_input", span = Span::mixed_site());
     let ctx = format_ident!("__otwrap_ctx", span = Span::mixed_site());
+    let dir = format_ident!("__otwrap_dir", span = Span::mixed_site());
+    // With layers, the function as written becomes a hidden body function
+    // and the public one takes the inputs only.
+    let body_fn = if layered {
+        format_ident!("__otwrap_body_{}", name)
+    } else {
+        name.clone()
+    };
 
     let inputs: Vec<_> = signature.params.iter().flatten().collect();
     let input_ty = match inputs.as_slice() {
@@ -64,24 +163,27 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
         [one] => quote!(let #one = #input;),
         many => quote!(let (#(#many,)*) = #input;),
     };
-    // Arguments in the order of the parameters; the workdir is not in this
-    // version yet (validation refuses it).
+    // Arguments in the order of the parameters, the work directory in its
+    // place. Bindings are references (into the batch inputs, or to the
+    // single call's arguments): by-value parameters are cloned out.
     let mut next = 0;
     let call_args: Vec<TokenStream> = signature
         .params
         .iter()
-        .filter_map(|p| p.as_ref())
-        .map(|p| {
-            let binding = &bindings[next];
-            next += 1;
-            let ty = &p.ty;
-            if p.by_ref {
-                quote!(#binding)
-            } else {
-                quote_spanned!(ty.span()=> {
-                    #rt::assert_by_value::<#ty>();
-                    ::core::clone::Clone::clone(#binding)
-                })
+        .map(|p| match p {
+            None => quote!(#dir),
+            Some(p) => {
+                let binding = &bindings[next];
+                next += 1;
+                let ty = &p.ty;
+                if p.by_ref {
+                    quote!(#binding)
+                } else {
+                    quote_spanned!(ty.span()=> {
+                        #rt::assert_by_value::<#ty>();
+                        ::core::clone::Clone::clone(#binding)
+                    })
+                }
             }
         })
         .collect();
@@ -93,11 +195,11 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
     let (output_ty, call) = match &signature.output {
         Output::Plain(ty) => (
             quote!(#ty),
-            quote!(::core::result::Result::Ok(#name(#(#call_args),*))),
+            quote!(::core::result::Result::Ok(#body_fn(#(#call_args),*))),
         ),
         Output::Fallible(ty) => (
             quote_spanned!(ty.span()=> <#ty as #rt::FallibleOutput>::Ok),
-            quote!(#rt::model_result(#name(#(#call_args),*))),
+            quote!(#rt::model_result(#body_fn(#(#call_args),*))),
         ),
     };
     let output_span = match &function.sig.output {
@@ -114,9 +216,109 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
          [`runner`](self::runner) to override the backend and options at run time, [`stream`](self::stream) \
          for results in completion order."
     );
+    let take_dir = if signature.workdir.is_some() {
+        quote! {
+            let #dir = match #dir {
+                ::core::option::Option::Some(d) => d,
+                ::core::option::Option::None => {
+                    return ::core::result::Result::Err(#rt::PointFailure::Setup {
+                        message: ::std::string::String::from("no work directory was created for this evaluation"),
+                    })
+                }
+            };
+        }
+    } else {
+        quote!(let _ = #dir;)
+    };
+
+    let (functions, evaluate, layer_fns) = if layered {
+        let (layer_fns, cache_fn) = layers_and_cache(function, stack);
+        // The hidden body: the function exactly as written, under another name.
+        let mut body = function.clone();
+        body.sig.ident = body_fn.clone();
+        body.vis = Visibility::Inherited;
+        body.attrs.retain(|a| !a.path().is_ident("doc"));
+        // The public single-point call: inputs only, every layer applied.
+        let outer_params: Vec<TokenStream> = inputs
+            .iter()
+            .zip(&bindings)
+            .map(|(p, b)| {
+                let ty = &p.ty;
+                if p.by_ref {
+                    quote!(#b: &#ty)
+                } else {
+                    quote!(#b: #ty)
+                }
+            })
+            .collect();
+        let refs: Vec<TokenStream> = inputs
+            .iter()
+            .zip(&bindings)
+            .map(|(p, b)| if p.by_ref { quote!(#b) } else { quote!(&#b) })
+            .collect();
+        let single_input = match refs.as_slice() {
+            [one] => quote!(#one),
+            many => quote!(&(#(#many,)*)),
+        };
+        let ref_bindings: Vec<TokenStream> = inputs
+            .iter()
+            .zip(&bindings)
+            .map(|(p, b)| {
+                if p.by_ref {
+                    quote!(let #b = #b;)
+                } else {
+                    quote!(let #b = &#b;)
+                }
+            })
+            .collect();
+        let attrs = &function.attrs;
+        let doc_single = format!(
+            "Evaluates one point of `{name}` with every otwrap layer (cache, work directory, log); \
+             a failure is an [`otwrap::Error::Point`] that says where its traces are."
+        );
+        let functions = quote! {
+            #[doc(hidden)]
+            #[allow(non_snake_case, clippy::too_many_arguments)]
+            #body
+
+            #(#attrs)*
+            #[doc = ""]
+            #[doc = #doc_single]
+            #vis fn #name(#(#outer_params),*) -> ::core::result::Result<#output_ty, #rt::Error> {
+                #rt::call_single::<#model, _>(#single_input, |#dir: ::core::option::Option<&::std::path::Path>| {
+                    #(#ref_bindings)*
+                    #take_dir
+                    #call
+                })
+            }
+        };
+        let evaluate = quote! {
+            #rt::evaluate_layers(
+                <Self as #rt::Model>::NAME,
+                <Self as #rt::Model>::layers(),
+                #ctx.index,
+                #input,
+                |#dir: ::core::option::Option<&::std::path::Path>| {
+                    #destructure
+                    #take_dir
+                    #call
+                },
+            )
+        };
+        (functions, evaluate, quote!(#layer_fns #cache_fn))
+    } else {
+        let evaluate = quote! {
+            let #dir: ::core::option::Option<&::std::path::Path> = ::core::option::Option::None;
+            let _ = #dir;
+            #destructure
+            let result: ::core::result::Result<Self::Output, #rt::PointFailure> = #call;
+            result.map_err(#rt::Failed::from)
+        };
+        (quote!(#function), evaluate, quote!())
+    };
 
     quote! {
-        #function
+        #functions
 
         const _: () = {
             #(#input_checks)*
@@ -133,15 +335,16 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
                 #options
             }
 
-            #[allow(clippy::unnecessary_cast, clippy::clone_on_copy)]
+            #[allow(clippy::unnecessary_cast, clippy::clone_on_copy, clippy::needless_borrow)]
             fn evaluate(
                 #input: &Self::Input,
                 #ctx: &#rt::EvalContext,
-            ) -> ::core::result::Result<Self::Output, #rt::PointFailure> {
+            ) -> ::core::result::Result<Self::Output, #rt::Failed> {
                 let _ = #ctx;
-                #destructure
-                #call
+                #evaluate
             }
+
+            #layer_fns
         }
 
         #rt::inventory::submit! { #rt::Registration::of::<#model>() }
@@ -170,6 +373,11 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
             /// Starts the batch in the background; yields results in completion order.
             #inner fn stream(inputs: ::std::vec::Vec<Input>) -> ::core::result::Result<#rt::ResultStream<Output>, #rt::Error> {
                 runner().stream(inputs)
+            }
+
+            /// The model's result cache (`None` without `#[cached]`): count, clear, entries.
+            #inner fn cache() -> ::core::result::Result<::core::option::Option<#rt::ModelCache>, #rt::Error> {
+                #rt::ModelCache::of::<Model>()
             }
         }
     }

@@ -165,23 +165,13 @@ fn build(kind: Kind, args: TokenStream, function: &mut ItemFn) -> syn::Result<To
 
 /// Checks that go across attributes.
 fn validate(stack: &Stack, signature: &signature::Signature) -> syn::Result<()> {
-    let not_yet = |name: &str, span: Span| {
-        syn::Error::new(
-            span,
-            format!(
-                "`#[{name}]` is not available in this version of otwrap yet; remove it for now"
-            ),
-        )
-    };
     let mut errors: Vec<syn::Error> = Vec::new();
-    if let Some((_, span)) = &stack.temp_workdir {
-        errors.push(not_yet("temp_workdir", *span));
-    }
-    if let Some((_, span)) = &stack.cached {
-        errors.push(not_yet("cached", *span));
-    }
-    if let Some((_, span)) = &stack.debug_log {
-        errors.push(not_yet("debug_log", *span));
+    if let (None, Some((_, span))) = (&signature.workdir, &stack.temp_workdir) {
+        errors.push(syn::Error::new(
+            *span,
+            "`#[temp_workdir]` creates a directory for each evaluation, but no parameter receives it; \
+             add a parameter `#[workdir] dir: &std::path::Path`",
+        ));
     }
     if let (Some(workdir), None) = (&signature.workdir, &stack.temp_workdir) {
         errors.push(syn::Error::new(

@@ -1,6 +1,6 @@
 //! `#[temp_workdir(prefix = "...", base = "...", cleanup = "...", copy = [...])]`:
-//! a fresh directory per evaluation. Its arguments are parsed and checked
-//! here; the behaviour is not in this version yet.
+//! a fresh directory per evaluation; parsed and checked here, created by
+//! `otwrap_runtime::workdir` wherever the point runs.
 
 use proc_macro2::TokenStream;
 use syn::LitStr;
@@ -14,7 +14,6 @@ const SCHEMA: Schema = Schema {
 
 /// The validated arguments.
 #[derive(Default)]
-#[allow(dead_code)] // read by the expansion once the attribute is implemented
 pub(crate) struct Config {
     pub(crate) prefix: Option<LitStr>,
     pub(crate) base: Option<LitStr>,

@@ -31,6 +31,9 @@ pub struct Summary {
     pub failed: usize,
     /// Points never started (fail-fast or interruption).
     pub not_run: usize,
+    /// Results that could not be stored in the cache (they are still in
+    /// the batch).
+    pub cache_store_failures: usize,
     /// Wall time of the batch.
     pub wall_time: Duration,
     /// The backend that ran it.
@@ -64,6 +67,16 @@ impl fmt::Display for Summary {
         )?;
         if self.evaluated > 0 && secs > 0.0 {
             write!(f, " ({:.1} evaluations/s)", self.evaluated as f64 / secs)?;
+        }
+        if self.evaluated == 0 && self.cached > 0 {
+            write!(f, "; nothing evaluated, every result came from the cache")?;
+        }
+        if self.cache_store_failures > 0 {
+            write!(
+                f,
+                "; {} results could not be stored in the cache",
+                self.cache_store_failures
+            )?;
         }
         Ok(())
     }

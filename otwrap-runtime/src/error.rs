@@ -50,6 +50,10 @@ pub enum Error {
     #[error(transparent)]
     Point(#[from] PointError),
 
+    /// The cache could not be opened, read or written.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::store::CacheError),
+
     /// An I/O error on a named path.
     #[error("otwrap I/O error on {path}: {source}")]
     Io {
@@ -95,6 +99,12 @@ pub enum PointFailure {
         /// Why it was not started.
         reason: String,
     },
+    /// The evaluation could not be prepared (its work directory could not
+    /// be created or filled).
+    Setup {
+        /// What went wrong.
+        message: String,
+    },
     /// The worker and the driver could not understand each other for this
     /// point (an input or output that does not decode).
     Protocol {
@@ -126,6 +136,7 @@ impl fmt::Display for PointFailure {
                 )
             }
             PointFailure::NotRun { reason } => write!(f, "not run: {reason}"),
+            PointFailure::Setup { message } => write!(f, "could not be set up: {message}"),
             PointFailure::Protocol { message } => write!(f, "worker protocol error: {message}"),
         }
     }
@@ -244,7 +255,7 @@ impl std::error::Error for PointError {}
 
 /// Renders an input for an error message: JSON-like, cut after a few hundred
 /// characters so a huge input does not flood the terminal.
-pub(crate) fn render_input<T: Serialize>(input: &T) -> String {
+pub(crate) fn render_input<T: Serialize + ?Sized>(input: &T) -> String {
     const MAX: usize = 300;
     match serde_json::to_string(input) {
         Ok(mut text) => {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Options;
 use crate::error::PointFailure;
+use crate::layers::Failed;
 
 /// A model function made evaluable over batches.
 ///
@@ -20,7 +21,7 @@ use crate::error::PointFailure;
 /// rarely implement it by hand, but generic code can take any model:
 ///
 /// ```
-/// use otwrap_runtime::{EvalContext, Model, Options, PointFailure, Runner};
+/// use otwrap_runtime::{EvalContext, Failed, Model, Options, Runner};
 ///
 /// struct Square;
 /// impl Model for Square {
@@ -31,7 +32,7 @@ use crate::error::PointFailure;
 ///     fn attribute_options() -> Options {
 ///         Options::default()
 ///     }
-///     fn evaluate(x: &f64, _ctx: &EvalContext) -> Result<f64, PointFailure> {
+///     fn evaluate(x: &f64, _ctx: &EvalContext) -> Result<f64, Failed> {
 ///         Ok(x * x)
 ///     }
 /// }
@@ -54,8 +55,17 @@ pub trait Model: Send + Sync + 'static {
     /// configuration file, the environment and the [`Runner`](crate::Runner)
     /// override.
     fn attribute_options() -> Options;
-    /// Evaluates one point in the current thread.
-    fn evaluate(input: &Self::Input, ctx: &EvalContext) -> Result<Self::Output, PointFailure>;
+    /// Evaluates one point in the current thread, inside the model's layers
+    /// (work directory, failure log).
+    fn evaluate(input: &Self::Input, ctx: &EvalContext) -> Result<Self::Output, Failed>;
+    /// The per-evaluation layers (`#[temp_workdir]`, `#[debug_log]`).
+    fn layers() -> &'static crate::layers::Layers {
+        &crate::layers::Layers::NONE
+    }
+    /// The cache settings of `#[cached]`, if the model is cached.
+    fn cache() -> Option<crate::cache::CacheSpec> {
+        None
+    }
 }
 
 /// What an evaluation knows about itself.
@@ -165,30 +175,33 @@ fn install_panic_hook() {
     });
 }
 
-/// Evaluates one point in this thread, turning a panic into a
-/// [`PointFailure::Panic`].
-pub fn evaluate_caught<M: Model>(
-    input: &M::Input,
-    ctx: &EvalContext,
-) -> Result<M::Output, PointFailure> {
+/// Runs `f`, turning a panic into a [`PointFailure::Panic`] with its message
+/// and location (the panic is not printed).
+pub fn catch_panic<T, E: From<PointFailure>>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     install_panic_hook();
-    CAPTURING.with(|c| c.set(true));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| M::evaluate(input, ctx)));
-    CAPTURING.with(|c| c.set(false));
+    let was_capturing = CAPTURING.with(|c| c.replace(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    CAPTURING.with(|c| c.set(was_capturing));
     match outcome {
         Ok(result) => result,
         Err(_) => {
             let message = LAST_PANIC
                 .with(|slot| slot.borrow_mut().take())
                 .unwrap_or_else(|| "panicked".to_string());
-            Err(PointFailure::Panic { message })
+            Err(PointFailure::Panic { message }.into())
         }
     }
 }
 
+/// Evaluates one point of model `M` in this thread; a panic becomes a
+/// failure.
+pub fn evaluate_caught<M: Model>(input: &M::Input, ctx: &EvalContext) -> Result<M::Output, Failed> {
+    catch_panic(|| M::evaluate(input, ctx))
+}
+
 /// The type-erased entry point a worker uses: bincode input bytes in,
 /// bincode output bytes out.
-pub type InvokeFn = fn(&[u8], &EvalContext) -> Result<Vec<u8>, PointFailure>;
+pub type InvokeFn = fn(&[u8], &EvalContext) -> Result<Vec<u8>, Failed>;
 
 /// One model in the process-wide registry, filled at compile time by the
 /// attributes (through `inventory`).
@@ -212,13 +225,15 @@ impl Registration {
 
 inventory::collect!(Registration);
 
-fn invoke_encoded<M: Model>(input: &[u8], ctx: &EvalContext) -> Result<Vec<u8>, PointFailure> {
+fn invoke_encoded<M: Model>(input: &[u8], ctx: &EvalContext) -> Result<Vec<u8>, Failed> {
     let input: M::Input = crate::codec::decode(input).map_err(|e| PointFailure::Protocol {
         message: format!("cannot decode the input of {}: {e}", M::ID),
     })?;
     let output = evaluate_caught::<M>(&input, ctx)?;
-    crate::codec::encode(&output).map_err(|e| PointFailure::Protocol {
-        message: format!("cannot encode the output of {}: {e}", M::ID),
+    crate::codec::encode(&output).map_err(|e| {
+        Failed::from(PointFailure::Protocol {
+            message: format!("cannot encode the output of {}: {e}", M::ID),
+        })
     })
 }
 

@@ -2,6 +2,7 @@
 //! and turns what comes back into results in input order, progress, and
 //! completion-order streams.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use crate::backend::{self, Event, Job};
 use crate::batch::{Batch, Completed, Summary};
+use crate::cache::store::Entry;
+use crate::cache::ModelCache;
 use crate::config::{self, Backend, Options, ProgressMode, Settings};
 use crate::error::{render_input, Error, Location, PointError, PointFailure};
 use crate::model::Model;
@@ -222,15 +225,9 @@ impl<M: Model> Runner<M> {
             return Err(Error::NotAWorker { var: WORKER_ENV });
         }
         let total = inputs.len();
+        let cache = ModelCache::of::<M>()?;
         let mut delivered = vec![false; total];
-        let todo: Vec<usize> = (0..total).collect();
         let cancel = AtomicBool::new(false);
-        let job = Job::<M> {
-            inputs,
-            todo: &todo,
-            settings,
-            cancel: &cancel,
-        };
         let mut books = Books {
             tracker: Tracker::new(total),
             bar: Bar::new(settings.progress, total, M::NAME),
@@ -240,7 +237,46 @@ impl<M: Model> Runner<M> {
             on_progress: &mut self.on_progress,
             deliver,
         };
+        // Look every point up first; only misses are dispatched, and a point
+        // repeated in the batch is evaluated once.
+        let mut repeats: HashMap<usize, Vec<usize>> = HashMap::new();
+        let todo: Vec<usize> = match &cache {
+            None => (0..total).collect(),
+            Some(cache) => {
+                let mut todo = Vec::new();
+                let mut first_of: HashMap<Vec<u8>, usize> = HashMap::new();
+                for (index, input) in inputs.iter().enumerate() {
+                    let Ok(bytes) = crate::codec::encode(input) else {
+                        todo.push(index);
+                        continue;
+                    };
+                    if let Some(result) = cached_result::<M>(cache, &bytes)? {
+                        delivered[index] = true;
+                        books.tracker.cached += 1;
+                        let result = result
+                            .map_err(|message| cached_error(index, inputs, settings, message));
+                        books.accept(index, result);
+                        continue;
+                    }
+                    match first_of.get(&bytes) {
+                        Some(&first) => repeats.entry(first).or_default().push(index),
+                        None => {
+                            first_of.insert(bytes, index);
+                            todo.push(index);
+                        }
+                    }
+                }
+                todo
+            }
+        };
+        let job = Job::<M> {
+            inputs,
+            todo: &todo,
+            settings,
+            cancel: &cancel,
+        };
         let mut evaluated = 0;
+        let mut store_failures = 0;
         backend::execute(&job, &mut |Event { index, outcome }| {
             if index >= total || std::mem::replace(&mut delivered[index], true) {
                 tracing::error!(
@@ -253,8 +289,42 @@ impl<M: Model> Runner<M> {
             let result = outcome.map_err(|(failure, location)| {
                 PointError::new(index, render_input(&inputs[index]), failure, location)
             });
+            let stored = cache.as_ref().and_then(|cache| {
+                store_result::<M>(cache, &inputs[index], &result, &mut store_failures)
+            });
+            for &repeat in repeats.get(&index).into_iter().flatten() {
+                delivered[repeat] = true;
+                let copy = match (&result, &stored) {
+                    (Ok(_), Some(bytes)) => crate::codec::decode::<M::Output>(bytes)
+                        .map_err(|e| PointFailure::Protocol { message: e }),
+                    (Ok(_), None) => Err(PointFailure::Protocol {
+                        message: format!(
+                            "the result of the identical point {index} could not be copied"
+                        ),
+                    }),
+                    (Err(e), _) => Err(e.failure().clone()),
+                };
+                let copy = copy.map_err(|failure| {
+                    PointError::new(
+                        repeat,
+                        render_input(&inputs[repeat]),
+                        failure,
+                        Location {
+                            backend: settings.backend.name().to_string(),
+                            ..Location::default()
+                        },
+                    )
+                });
+                books.accept(repeat, copy);
+            }
             books.accept(index, result);
         })?;
+        if let Some(cache) = &cache {
+            if let Err(e) = cache.flush() {
+                store_failures += 1;
+                report_store_failure(&e);
+            }
+        }
         let reason = match (settings.fail_fast, books.first_failure) {
             (true, Some(first)) => {
                 format!("fail-fast: the batch stopped after point {first} failed")
@@ -284,11 +354,143 @@ impl<M: Model> Runner<M> {
             cached: tracker.cached,
             failed: tracker.failed,
             not_run: tracker.not_run,
+            cache_store_failures: store_failures,
             wall_time: tracker.start.elapsed(),
             backend: settings.backend.name().to_string(),
             workers: settings.workers,
         })
     }
+}
+
+/// A cache hit decoded: the value, or a stored failure message. An entry
+/// whose value no longer decodes (the output type changed) is a miss.
+fn cached_result<M: Model>(
+    cache: &ModelCache,
+    input: &[u8],
+) -> Result<Option<Result<M::Output, String>>, Error> {
+    Ok(match cache.lookup(input)? {
+        None => None,
+        Some(Entry::Error(message)) => Some(Err(message)),
+        Some(Entry::Value(bytes)) => match crate::codec::decode::<M::Output>(&bytes) {
+            Ok(value) => Some(Ok(value)),
+            Err(e) => {
+                tracing::warn!(
+                    model = M::ID,
+                    "a cached value does not decode ({e}); evaluating again"
+                );
+                None
+            }
+        },
+    })
+}
+
+fn cached_error<T: serde::Serialize>(
+    index: usize,
+    inputs: &[T],
+    settings: &Settings,
+    message: String,
+) -> PointError {
+    PointError::new(
+        index,
+        render_input(&inputs[index]),
+        PointFailure::Model { message },
+        Location {
+            host: "cache".to_string(),
+            backend: settings.backend.name().to_string(),
+            ..Location::default()
+        },
+    )
+}
+
+/// Stores one result as soon as it arrives; returns the encoded value. A
+/// store that fails is reported loudly once per batch and counted; the
+/// result itself is still delivered.
+fn store_result<M: Model>(
+    cache: &ModelCache,
+    input: &M::Input,
+    result: &Result<M::Output, PointError>,
+    failures: &mut usize,
+) -> Option<Vec<u8>> {
+    let input = crate::codec::encode(input).ok()?;
+    let (entry, value) = match result {
+        Ok(value) => {
+            let bytes = crate::codec::encode(value).ok()?;
+            (Entry::Value(bytes.clone()), Some(bytes))
+        }
+        Err(e) if cache.spec().cache_errors => match e.failure() {
+            PointFailure::Model { message } | PointFailure::Panic { message } => {
+                (Entry::Error(message.clone()), None)
+            }
+            _ => return None,
+        },
+        Err(_) => return None,
+    };
+    if let Err(e) = cache.store(&input, entry) {
+        *failures += 1;
+        if *failures == 1 {
+            report_store_failure(&e);
+        }
+    }
+    value
+}
+
+fn report_store_failure(e: &crate::cache::store::CacheError) {
+    tracing::error!("cannot store a result in the cache: {e}");
+    eprintln!("otwrap: cannot store results in the cache ({e}); the batch goes on and keeps its results in memory");
+}
+
+/// Evaluates one point directly (the single-point call of a model with
+/// layers): the cache first, then the layers around `body`.
+pub fn call_single<M: Model, I: serde::Serialize + ?Sized>(
+    input: &I,
+    body: impl FnOnce(Option<&std::path::Path>) -> Result<M::Output, PointFailure>,
+) -> Result<M::Output, Error> {
+    let cache = ModelCache::of::<M>()?;
+    let bytes =
+        match &cache {
+            Some(_) => Some(crate::codec::encode(input).map_err(|e| {
+                Error::Config(format!("cannot encode the input of {}: {e}", M::NAME))
+            })?),
+            None => None,
+        };
+    if let (Some(cache), Some(bytes)) = (&cache, &bytes) {
+        if let Some(hit) = cached_result::<M>(cache, bytes)? {
+            return hit.map_err(|message| {
+                Error::Point(PointError::new(
+                    0,
+                    render_input(input),
+                    PointFailure::Model { message },
+                    Location {
+                        host: "cache".to_string(),
+                        backend: "direct call".to_string(),
+                        ..Location::default()
+                    },
+                ))
+            });
+        }
+    }
+    let outcome = crate::layers::evaluate_layers(M::NAME, M::layers(), 0, input, body);
+    let location = crate::backend::local_location_named("direct call");
+    let result = outcome.map_err(|failed| {
+        let (failure, location) = failed.into_parts(location);
+        PointError::new(0, render_input(input), failure, location)
+    });
+    if let (Some(cache), Some(bytes)) = (&cache, &bytes) {
+        let entry = match &result {
+            Ok(value) => crate::codec::encode(value).ok().map(Entry::Value),
+            Err(e) if cache.spec().cache_errors => match e.failure() {
+                PointFailure::Model { message } | PointFailure::Panic { message } => {
+                    Some(Entry::Error(message.clone()))
+                }
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        if let Some(entry) = entry {
+            cache.store(bytes, entry).and_then(|()| cache.flush())?;
+        }
+    }
+    result.map_err(Error::Point)
 }
 
 /// The driver's bookkeeping of one batch: counts, progress, fail-fast, and

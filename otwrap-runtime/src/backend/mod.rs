@@ -72,9 +72,14 @@ pub(crate) fn execute<M: Model>(
 
 /// The location of an in-process evaluation.
 pub(crate) fn local_location(backend: Backend) -> Location {
+    local_location_named(backend.name())
+}
+
+/// The location of an evaluation in this process, under any label.
+pub(crate) fn local_location_named(backend: &str) -> Location {
     Location {
         host: crate::host::hostname().to_string(),
-        backend: backend.name().to_string(),
+        backend: backend.to_string(),
         pid: None,
         workdir: None,
         log: None,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Backend;
 use crate::error::{Error, Location, PointFailure};
 use crate::host::describe_exit;
+use crate::layers::Failed;
 use crate::model::Model;
 use crate::worker::protocol::{
     read_frame, read_greeting, write_frame, FromWorker, ToWorker, PROTOCOL_VERSION, WORKER_ENV,
@@ -123,26 +124,26 @@ fn run_slot<M: Model>(
         };
         let pid = Some(w.pid);
         let outcome = match crate::codec::encode(&job.inputs[index]) {
-            Err(message) => Err(PointFailure::Protocol {
+            Err(message) => Err(Failed::from(PointFailure::Protocol {
                 message: format!("cannot encode the input: {message}"),
-            }),
+            })),
             Ok(bytes) => match w.evaluate(index, bytes, job.settings.timeout) {
                 Reply::Done(Ok(bytes)) => {
                     crate::codec::decode::<M::Output>(&bytes).map_err(|message| {
-                        PointFailure::Protocol {
+                        Failed::from(PointFailure::Protocol {
                             message: format!("cannot decode the output: {message}"),
-                        }
+                        })
                     })
                 }
                 Reply::Done(Err(failure)) => Err(failure),
                 Reply::Lost(failure) => {
                     // The worker is gone (or was killed): reap it, start a new one next time.
                     worker = None;
-                    Err(failure)
+                    Err(Failed::from(failure))
                 }
             },
         };
-        let outcome = outcome.map_err(|failure| (failure, location(pid)));
+        let outcome = outcome.map_err(|failed| failed.into_parts(location(pid)));
         job.note_outcome(&outcome);
         if tx.send(Event { index, outcome }).is_err() {
             break;
@@ -173,7 +174,7 @@ enum Incoming {
 /// The answer to one point.
 enum Reply {
     /// The worker answered: the encoded output or the model's failure.
-    Done(Result<Vec<u8>, PointFailure>),
+    Done(Result<Vec<u8>, Failed>),
     /// The worker died or was killed while evaluating.
     Lost(PointFailure),
 }

@@ -38,7 +38,9 @@ impl<M: Model> Executor<M> for RayonPool {
                         }
                         let outcome =
                             evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
-                                .map_err(|failure| (failure, local_location(Backend::Rayon)));
+                                .map_err(|failed| {
+                                    failed.into_parts(local_location(Backend::Rayon))
+                                });
                         job.note_outcome(&outcome);
                         // The receiver only goes away when the driver itself
                         // is unwinding; nothing is left to report to then.

@@ -19,7 +19,7 @@ impl<M: Model> Executor<M> for Serial {
                 break;
             }
             let outcome = evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
-                .map_err(|failure| (failure, local_location(Backend::Serial)));
+                .map_err(|failed| failed.into_parts(local_location(Backend::Serial)));
             sink(Event { index, outcome });
         }
         Ok(())

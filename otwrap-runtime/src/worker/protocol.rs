@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::PointFailure;
+use crate::layers::Failed;
 
 /// The bytes a worker writes first.
 pub const MAGIC: &[u8; 8] = b"OTWRAPW\x01";
@@ -69,8 +69,8 @@ pub enum FromWorker {
     Result {
         /// The point's index.
         index: u64,
-        /// The bincode-encoded output, or the failure.
-        outcome: Result<Vec<u8>, PointFailure>,
+        /// The bincode-encoded output, or the failure and its traces.
+        outcome: Result<Vec<u8>, Failed>,
     },
 }
 

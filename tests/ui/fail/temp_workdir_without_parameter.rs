@@ -1,7 +1,7 @@
 use otwrap::prelude::*;
 
 #[parallelize]
-#[cached(disk)]
+#[temp_workdir(prefix = "run-")]
 fn model(x: f64) -> f64 {
     x
 }
