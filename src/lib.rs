@@ -2,7 +2,8 @@
 //!
 //! Annotate a model function, evaluate it over thousands of points: on the
 //! local cores (threads or crash-isolated processes), with results in input
-//! order, one `Result` per point, progress, and run-time configuration.
+//! order, one `Result` per point, a disk cache, a work directory per
+//! evaluation, a log of every failure, progress, and run-time configuration.
 //!
 //! ```
 //! use otwrap::prelude::*;
@@ -36,6 +37,33 @@
 //! for done in deviation::stream(points)? {
 //!     println!("point {} -> {:?}", done.index, done.result.map_err(|e| e.to_string()));
 //! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Wrapping an external code: every evaluation gets its own work directory,
+//! failures are logged, results are cached.
+//!
+//! ```
+//! use otwrap::prelude::*;
+//! use std::path::Path;
+//!
+//! #[parallelize(backend = "rayon", workers = 2)]
+//! #[cached]
+//! #[temp_workdir(prefix = "doc-", base = "target/doc-workdirs")]
+//! #[debug_log("target/doc-model.log")]
+//! fn model(x: f64, #[workdir] dir: &Path) -> Result<f64, std::io::Error> {
+//!     std::fs::write(dir.join("input.txt"), x.to_string())?;
+//!     let text = std::fs::read_to_string(dir.join("input.txt"))?;
+//!     Ok(2.0 * text.parse::<f64>().map_err(std::io::Error::other)?)
+//! }
+//!
+//! # fn main() -> Result<(), otwrap::Error> {
+//! // The single-point call takes the inputs only; every layer applies.
+//! assert_eq!(model(1.5)?, 3.0);
+//! let batch = model::map(&[1.0, 2.0, 1.5])?;
+//! assert_eq!(batch.values()?, vec![2.0, 4.0, 3.0]);
+//! assert_eq!(batch.summary().cached, 1); // 1.5 was computed by the single call
 //! # Ok(())
 //! # }
 //! ```

@@ -12,23 +12,17 @@
 //! OTWRAP_BACKEND=processes cargo run --release --example beam  # another backend, no recompiling
 //! ```
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program, Template};
+use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program};
 use otwrap::prelude::*;
 use otwrap::Sample;
 use rand::SeedableRng;
 use rand_distr::{Beta, Distribution, LogNormal, Normal, Uniform};
 
-type BoxError = Box<dyn Error + Send + Sync>;
+mod common;
+use common::{solver, template, BoxError};
 
-const TEMPLATE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/examples/beam/beam_input_template.xml"
-);
 const SHIPPED_DOE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/beam/doe.csv");
 
 /// The beam model: one point is (F, E, L, I). Each evaluation gets a fresh
@@ -57,58 +51,6 @@ fn beam(x: [f64; 4], #[workdir] dir: &Path) -> Result<f64, BoxError> {
         "outputs",
         "deviation",
     )?)
-}
-
-fn template() -> Result<&'static Template, BoxError> {
-    static TEMPLATE_TEXT: OnceLock<Result<Template, String>> = OnceLock::new();
-    TEMPLATE_TEXT
-        .get_or_init(|| Template::from_file(TEMPLATE).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| e.clone().into())
-}
-
-/// The solver binary: `$BEAM_SOLVER`, or `beam` next to this example's
-/// target directory (built with cargo when missing).
-fn solver() -> Result<&'static Path, BoxError> {
-    static SOLVER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    SOLVER
-        .get_or_init(|| find_or_build_solver().map_err(|e| e.to_string()))
-        .as_ref()
-        .map(PathBuf::as_path)
-        .map_err(|e| e.clone().into())
-}
-
-fn find_or_build_solver() -> Result<PathBuf, BoxError> {
-    if let Some(path) = std::env::var_os("BEAM_SOLVER") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    // target/<profile>/examples/beam -> target/<profile>/beam
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory; set BEAM_SOLVER to the solver binary")?;
-    let solver = profile_dir.join("beam");
-    if solver.is_file() {
-        return Ok(solver);
-    }
-    eprintln!("building the beam solver (examples/beam-solver) ...");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "beam-solver", "--manifest-path"]);
-    build.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status()?;
-    if !status.success() || !solver.is_file() {
-        return Err(format!(
-            "building the beam solver failed ({status}); build it with `cargo build --release -p beam-solver` \
-             or set BEAM_SOLVER"
-        )
-        .into());
-    }
-    Ok(solver)
 }
 
 /// A design of experiments from the distributions of the otwrapy beam example.

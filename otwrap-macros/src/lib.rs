@@ -41,29 +41,42 @@ pub fn parallelize(args: TokenStream, item: TokenStream) -> TokenStream {
     stack::expand(stack::Kind::Parallelize, args.into(), item.into()).into()
 }
 
-/// Gives each evaluation a fresh temporary work directory, passed to the
-/// parameter marked `#[workdir]`.
+/// Gives each evaluation a fresh temporary work directory (mode 0700),
+/// passed to the parameter marked `#[workdir] dir: &std::path::Path`,
+/// wherever the point runs. The current directory is never changed.
 ///
-/// Arguments: `prefix = "..."`, `base = "..."`,
-/// `cleanup = "on_success" | "always" | "never"`, `copy = ["file", "dir/"]`.
-/// Not available in this version yet: using it is a compile error that says so.
+/// Arguments: `prefix = "..."` (default: the function name and `-`),
+/// `base = "..."` (default: `OTWRAP_WORKDIR_BASE` or the system temp dir),
+/// `cleanup = "on_success" | "always" | "never"` (default `"on_success"`: a
+/// failed evaluation's directory is kept and named in its error),
+/// `copy = ["file", "dir"]` (copied in before the call).
+///
+/// The single-point call then takes the other parameters only and returns
+/// `Result<T, otwrap::Error>`.
 #[proc_macro_attribute]
 pub fn temp_workdir(args: TokenStream, item: TokenStream) -> TokenStream {
     stack::expand(stack::Kind::TempWorkdir, args.into(), item.into()).into()
 }
 
-/// Caches results in memory (`#[cached]`) or on disk (`#[cached(disk)]`,
-/// `#[cached(disk = "path")]`), with `version = "..."` and
+/// Caches results in memory (`#[cached]`) or on disk (`#[cached(disk)]` in
+/// `OTWRAP_CACHE_DIR` or `.otwrap/cache`, `#[cached(disk = "path")]`).
+///
+/// The key is the function id, a hash of the function's tokens (editing it
+/// invalidates its entries; a `//` comment does not), the `version = "..."`
+/// salt and the exact bincode bytes of the input. A batch looks every point
+/// up first, runs only the misses (a point repeated in the batch once), and
+/// stores each result as it arrives. Failures are cached only with
 /// `cache_errors = true`.
-/// Not available in this version yet: using it is a compile error that says so.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     stack::expand(stack::Kind::Cached, args.into(), item.into()).into()
 }
 
-/// Appends every failed evaluation (or every one with `all = true`) to a log
-/// file: `#[debug_log("beam.log")]`.
-/// Not available in this version yet: using it is a compile error that says so.
+/// Appends every failed evaluation (or every one with `all = true`, with its
+/// duration) to a log file, one line each, with time, function, point index,
+/// input, error or panic message, host, pid and kept work dir:
+/// `#[debug_log("beam.log")]`. Safe with many threads and processes writing
+/// at once; the file is never truncated.
 #[proc_macro_attribute]
 pub fn debug_log(args: TokenStream, item: TokenStream) -> TokenStream {
     stack::expand(stack::Kind::DebugLog, args.into(), item.into()).into()

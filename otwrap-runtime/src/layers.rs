@@ -113,9 +113,63 @@ pub fn evaluate_layers<I: Serialize + ?Sized, T>(
     });
     outcome.map_err(|failure| Failed {
         failure,
-        workdir: kept,
-        log,
+        workdir: kept.map(absolute),
+        log: log.map(absolute),
     })
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// The layers' part of a point whose worker process died under it (crash,
+/// timeout kill): the worker could not report its work directory nor log
+/// the failure, so the driver finds the directory the worker made for this
+/// point (by its name: prefix, point, worker pid), applies the cleanup
+/// policy, and writes the log record.
+pub fn lost_evaluation<I: Serialize + ?Sized>(
+    function: &str,
+    layers: &Layers,
+    index: usize,
+    input: &I,
+    failure: PointFailure,
+    worker_pid: u32,
+) -> Failed {
+    let start = Instant::now();
+    let workdir = layers.workdir.as_ref().and_then(|spec| {
+        let base = spec.resolved_base();
+        let stem = format!("{}{index}-{worker_pid}-", spec.prefix());
+        let found = std::fs::read_dir(&base)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|entry| entry.file_name().to_string_lossy().starts_with(&stem))?
+            .path();
+        if spec.cleanup_policy().removes(false) {
+            if let Err(e) = std::fs::remove_dir_all(&found) {
+                tracing::warn!(dir = %found.display(), "cannot remove the work dir of a lost worker: {e}");
+                return Some(found);
+            }
+            return None;
+        }
+        Some(found)
+    });
+    let log = layers.log.and_then(|spec| {
+        let message = failure.to_string();
+        write_log(
+            spec,
+            function,
+            index,
+            input,
+            Some(&message),
+            start,
+            workdir.as_deref(),
+        )
+    });
+    Failed {
+        failure,
+        workdir: workdir.map(absolute),
+        log: log.map(absolute),
+    }
 }
 
 /// Appends one record; returns the log's path when a failure was written.

@@ -25,6 +25,7 @@ pub mod config;
 pub mod coupling;
 pub mod error;
 pub mod failure_log;
+pub mod flat;
 pub mod host;
 pub mod layers;
 pub mod model;

@@ -344,7 +344,9 @@ impl WorkDir {
     /// `copy` entries into it. On error nothing is left behind.
     pub fn create(spec: &WorkDirSpec, point_index: usize) -> Result<WorkDir, WorkDirError> {
         validate_prefix(spec.prefix())?;
+        // Absolute, so the model may hand it to programs it runs elsewhere.
         let base = spec.resolved_base();
+        let base = std::path::absolute(&base).unwrap_or(base);
         ensure_base(&base)?;
         let path = create_unique(&base, spec.prefix(), point_index)?;
         // From here on the directory exists: wrap it so that an error while

@@ -122,7 +122,7 @@ fn run_slot<M: Model>(
                 }
             },
         };
-        let pid = Some(w.pid);
+        let pid = w.pid;
         let outcome = match crate::codec::encode(&job.inputs[index]) {
             Err(message) => Err(Failed::from(PointFailure::Protocol {
                 message: format!("cannot encode the input: {message}"),
@@ -139,11 +139,18 @@ fn run_slot<M: Model>(
                 Reply::Lost(failure) => {
                     // The worker is gone (or was killed): reap it, start a new one next time.
                     worker = None;
-                    Err(Failed::from(failure))
+                    Err(crate::layers::lost_evaluation(
+                        M::NAME,
+                        M::layers(),
+                        index,
+                        &job.inputs[index],
+                        failure,
+                        pid,
+                    ))
                 }
             },
         };
-        let outcome = outcome.map_err(|failed| failed.into_parts(location(pid)));
+        let outcome = outcome.map_err(|failed| failed.into_parts(location(Some(pid))));
         job.note_outcome(&outcome);
         if tx.send(Event { index, outcome }).is_err() {
             break;

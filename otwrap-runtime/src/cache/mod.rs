@@ -13,7 +13,9 @@ use key::{CacheKey, KeyPrefix};
 use store::{CacheError, CacheStore, DiskStore, Entry, MemoryStore};
 
 use crate::error::Error;
+use crate::flat;
 use crate::model::Model;
+use crate::sample::Sample;
 
 /// The environment variable that moves the default disk cache directory.
 pub const CACHE_DIR_ENV: &str = "OTWRAP_CACHE_DIR";
@@ -160,6 +162,78 @@ impl ModelCache {
             out.push((input, value));
         }
         Ok(out)
+    }
+
+    /// Every cached value of this model version as a [`Sample`]: one row per
+    /// point, the input's numbers (columns `X0`, `X1`, ...) then the output's
+    /// (`Y0`, ...). Stored failures are left out. Inputs and outputs must be
+    /// made of numbers (arrays, tuples, vectors and structs of them).
+    pub fn export_sample<M: Model>(&self) -> Result<Sample, Error> {
+        let mut sample: Option<Sample> = None;
+        for (input, value) in self.entries::<M>()? {
+            let Ok(value) = value else { continue };
+            let mut row = flat::to_row(&input).map_err(|e| {
+                Error::Config(format!("cannot export the inputs of {}: {e}", M::NAME))
+            })?;
+            let inputs = row.len();
+            row.extend(flat::to_row(&value).map_err(|e| {
+                Error::Config(format!("cannot export the outputs of {}: {e}", M::NAME))
+            })?);
+            let sample = sample.get_or_insert_with(|| {
+                let names = (0..inputs)
+                    .map(|i| format!("X{i}"))
+                    .chain((0..row.len() - inputs).map(|j| format!("Y{j}")))
+                    .collect();
+                Sample::new(names)
+            });
+            sample.push(&row).map_err(|e| {
+                Error::Config(format!("cannot export the cache of {}: {e}", M::NAME))
+            })?;
+        }
+        Ok(sample.unwrap_or_default())
+    }
+
+    /// Stores the rows of `sample` as cached results: the first
+    /// `input_columns` numbers of each row are the input, the rest the
+    /// output (the layout [`export_sample`](Self::export_sample) writes, and
+    /// the way the EDF material reloads a CSV cache). Returns how many rows
+    /// were stored; a row that does not fit the model's types is an error
+    /// naming it.
+    pub fn import_sample<M: Model>(
+        &self,
+        sample: &Sample,
+        input_columns: usize,
+    ) -> Result<usize, Error> {
+        if input_columns > sample.dimension() {
+            return Err(Error::Config(format!(
+                "import into the cache of {}: {input_columns} input columns asked but the sample has {}",
+                M::NAME,
+                sample.dimension()
+            )));
+        }
+        for (i, row) in sample.rows().enumerate() {
+            let bad = |what: &str, e: flat::FlatError| {
+                Error::Config(format!(
+                    "import into the cache of {}: row {i}: the {what} does not fit: {e}",
+                    M::NAME
+                ))
+            };
+            let input: M::Input =
+                flat::from_row(&row[..input_columns]).map_err(|e| bad("input", e))?;
+            let output: M::Output =
+                flat::from_row(&row[input_columns..]).map_err(|e| bad("output", e))?;
+            let (Ok(input), Ok(output)) =
+                (crate::codec::encode(&input), crate::codec::encode(&output))
+            else {
+                return Err(Error::Config(format!(
+                    "import into the cache of {}: row {i} cannot be encoded",
+                    M::NAME
+                )));
+            };
+            self.store(&input, Entry::Value(output))?;
+        }
+        self.flush()?;
+        Ok(sample.len())
     }
 
     /// Where the store lives (`None` in memory).

@@ -1,0 +1,114 @@
+//! The cache: lookups per second of a fully cached batch, and the cost the
+//! cache adds to a batch with no hit. Run with `cargo bench --bench cache`;
+//! OTWRAP_BENCH_POINTS and OTWRAP_BENCH_RUNS change the sizes. Medians.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use otwrap::prelude::*;
+
+#[parallelize(backend = "rayon", progress = "never")]
+fn plain(x: f64) -> f64 {
+    x.mul_add(2.0, 1.0)
+}
+
+#[parallelize(backend = "rayon", progress = "never")]
+#[cached(disk = "target/otwrap-bench-cache")]
+fn on_disk(x: f64) -> f64 {
+    x.mul_add(2.0, 1.0)
+}
+
+#[parallelize(backend = "rayon", progress = "never")]
+#[cached]
+fn in_memory(x: f64) -> f64 {
+    x.mul_add(2.0, 1.0)
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Times `first` (after `reset`) and `again` (fully cached), `runs` times each.
+fn measure(runs: usize, reset: impl Fn(), batch: impl Fn() -> Summary) -> (Duration, Duration) {
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..runs {
+        reset();
+        let start = Instant::now();
+        let s = batch();
+        cold.push(start.elapsed());
+        assert_eq!(s.cached, 0);
+        let start = Instant::now();
+        let s = batch();
+        warm.push(start.elapsed());
+        assert_eq!(s.evaluated, 0, "{s}");
+    }
+    (median(cold), median(warm))
+}
+
+#[otwrap::main]
+fn main() -> Result<(), otwrap::Error> {
+    let n = env_usize("OTWRAP_BENCH_POINTS", 100_000);
+    let runs = env_usize("OTWRAP_BENCH_RUNS", 5);
+    let inputs: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
+    println!("{n} trivial points, median of {runs} runs");
+
+    let plain_t = median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                black_box(plain::map(&inputs).expect("batch runs"));
+                start.elapsed()
+            })
+            .collect(),
+    );
+    let disk = on_disk::cache()?.ok_or_else(|| otwrap::Error::Config("no cache".into()))?;
+    let memory = in_memory::cache()?.ok_or_else(|| otwrap::Error::Config("no cache".into()))?;
+    let (disk_cold, disk_warm) = measure(
+        runs,
+        || {
+            disk.clear().expect("clear");
+        },
+        || on_disk::map(&inputs).expect("batch runs").summary().clone(),
+    );
+    let (mem_cold, mem_warm) = measure(
+        runs,
+        || {
+            memory.clear().expect("clear");
+        },
+        || {
+            in_memory::map(&inputs)
+                .expect("batch runs")
+                .summary()
+                .clone()
+        },
+    );
+    let us = |t: Duration| t.as_secs_f64() / n as f64 * 1e6;
+    let rate = |t: Duration| n as f64 / t.as_secs_f64();
+    println!(
+        "{:<40} {:>10.1} ms",
+        "no cache",
+        plain_t.as_secs_f64() * 1e3
+    );
+    for (name, cold, warm) in [
+        ("disk (sled)", disk_cold, disk_warm),
+        ("memory", mem_cold, mem_warm),
+    ] {
+        println!(
+            "{name:<12} no hits {:>9.1} ms (+{:.3} us/point over no cache); all hits {:>9.1} ms = {:>10.0} hits/s",
+            cold.as_secs_f64() * 1e3,
+            us(cold) - us(plain_t),
+            warm.as_secs_f64() * 1e3,
+            rate(warm)
+        );
+    }
+    Ok(())
+}
