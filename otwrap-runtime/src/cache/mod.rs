@@ -241,3 +241,61 @@ impl ModelCache {
         self.store.location().map(|p| p.to_path_buf())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Options;
+    use crate::layers::Failed;
+    use crate::model::EvalContext;
+
+    struct Square;
+    impl Model for Square {
+        type Input = ([f64; 2], u32);
+        type Output = f64;
+        const ID: &'static str = "cache::tests::square";
+        const NAME: &'static str = "square";
+        fn attribute_options() -> Options {
+            Options::default()
+        }
+        fn evaluate(input: &Self::Input, _ctx: &EvalContext) -> Result<f64, Failed> {
+            Ok(input.0[0] * input.0[1] * f64::from(input.1))
+        }
+        fn cache() -> Option<CacheSpec> {
+            Some(CacheSpec {
+                location: CacheLocation::Memory,
+                body_hash: 1,
+                version: "",
+                cache_errors: false,
+            })
+        }
+    }
+
+    #[test]
+    fn export_then_import_round_trips_through_a_sample() {
+        let cache = ModelCache::of::<Square>().expect("opens").expect("cached");
+        cache.clear().expect("clear");
+        let inputs = vec![([1.0, 2.0], 3), ([0.5, 4.0], 1)];
+        let batch = crate::Runner::<Square>::new().map(&inputs).expect("runs");
+        assert_eq!(batch.summary().evaluated, 2);
+        let sample = cache.export_sample::<Square>().expect("exports");
+        assert_eq!(sample.names(), ["X0", "X1", "X2", "Y0"]);
+        assert_eq!(sample.len(), 2);
+
+        cache.clear().expect("clear");
+        assert_eq!(cache.count().expect("count"), 0);
+        assert_eq!(
+            cache.import_sample::<Square>(&sample, 3).expect("imports"),
+            2
+        );
+        let again = crate::Runner::<Square>::new().map(&inputs).expect("runs");
+        assert_eq!(again.summary().evaluated, 0);
+        assert_eq!(again.values().expect("values"), vec![6.0, 2.0]);
+
+        let err = cache
+            .import_sample::<Square>(&sample, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 0"), "{err}");
+    }
+}
