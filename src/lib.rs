@@ -80,6 +80,8 @@ pub use otwrap_runtime::{
     Settings, Summary,
 };
 
+pub use otwrap_runtime::failure_log::{create_logger, LoggerConfig};
+
 /// The names most programs need: `use otwrap::prelude::*;`.
 pub mod prelude {
     pub use crate::{

@@ -237,14 +237,14 @@ fn a_configuration_file_overrides_the_attribute() {
     let path = dir.path().join("otwrap.toml");
     std::fs::write(
         &path,
-        "backend = \"serial\"\nworkers = 3\n[model.shaky]\nworkers = 1\n",
+        "backend = \"processes\"\nworkers = 3\n[model.shaky]\nworkers = 1\n",
     )
     .expect("write");
     let settings = shaky::runner()
         .config_file(&path)
         .settings()
         .expect("valid");
-    assert_eq!(settings.backend, Backend::Serial);
+    assert_eq!(settings.backend, Backend::Processes);
     assert_eq!(settings.workers, 1);
     // The runner's own overrides win over the file.
     let settings = shaky::runner()

@@ -382,3 +382,23 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(src: &str) -> u64 {
+        body_hash(&syn::parse_str::<ItemFn>(src).expect("parses"))
+    }
+
+    #[test]
+    fn body_hash_follows_the_code_not_the_comments() {
+        let base = hash("fn f(x: f64) -> f64 { x * 2.0 }");
+        assert_eq!(
+            base,
+            hash("fn f(x: f64) -> f64 {\n    // doubled\n    x   *   2.0\n}")
+        );
+        assert_ne!(base, hash("fn f(x: f64) -> f64 { x * 3.0 }"));
+        assert_ne!(base, hash("fn f(x: f32) -> f64 { x * 2.0 }"));
+    }
+}

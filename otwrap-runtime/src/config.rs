@@ -183,9 +183,15 @@ impl Options {
                 return Err(Error::Config("`timeout` must be greater than zero".into()));
             }
         }
+        let backend = self.backend.unwrap_or(Backend::Rayon);
         Ok(Settings {
-            backend: self.backend.unwrap_or(Backend::Rayon),
-            workers,
+            backend,
+            // The serial backend runs one point at a time, whatever was asked.
+            workers: if backend == Backend::Serial {
+                1
+            } else {
+                workers
+            },
             fail_fast: self.fail_fast.unwrap_or(false),
             progress: self.progress.unwrap_or_default(),
             timeout: self.timeout,

@@ -196,6 +196,10 @@ pub fn catch_panic<T, E: From<PointFailure>>(f: impl FnOnce() -> Result<T, E>) -
 /// Evaluates one point of model `M` in this thread; a panic becomes a
 /// failure.
 pub fn evaluate_caught<M: Model>(input: &M::Input, ctx: &EvalContext) -> Result<M::Output, Failed> {
+    // Every event the model emits through `tracing` carries the function and
+    // the point (nearly free without a subscriber).
+    let _span =
+        tracing::debug_span!("otwrap.eval", function = M::NAME, point = ctx.index).entered();
     catch_panic(|| M::evaluate(input, ctx))
 }
 
