@@ -68,6 +68,24 @@ fn memory_store(id: &str) -> Arc<MemoryStore> {
     Arc::clone(stores.entry(id.to_string()).or_default())
 }
 
+/// Disk stores stay open for the life of the process: opening sled costs
+/// milliseconds, and a store closing in the background would make the next
+/// open in this process wait for it. Other processes are refused while this
+/// one runs (the lock names the path).
+fn disk_store(dir: PathBuf) -> Result<Arc<DiskStore>, CacheError> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Arc<DiskStore>>>> = OnceLock::new();
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(store) = open.get(&dir) {
+        return Ok(Arc::clone(store));
+    }
+    let store = DiskStore::open(&dir)?;
+    open.insert(dir, Arc::clone(&store));
+    Ok(store)
+}
+
 impl ModelCache {
     /// The cache of model `M`, or `None` when it is not cached.
     pub fn of<M: Model>() -> Result<Option<ModelCache>, Error> {
@@ -84,9 +102,9 @@ impl ModelCache {
                 let dir = std::env::var_os(CACHE_DIR_ENV)
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR));
-                DiskStore::open(dir)?
+                disk_store(dir)?
             }
-            CacheLocation::Disk(dir) => DiskStore::open(dir)?,
+            CacheLocation::Disk(dir) => disk_store(PathBuf::from(dir))?,
         };
         Ok(ModelCache {
             store,
