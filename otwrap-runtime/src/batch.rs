@@ -54,7 +54,7 @@ impl fmt::Display for Summary {
         let secs = self.wall_time.as_secs_f64();
         write!(
             f,
-            "{} points: {} succeeded, {} failed ({} not run); {} evaluated, {} from cache; {:.3} s on {} with {} workers",
+            "{} points: {} succeeded, {} failed ({} not run); {} evaluated, {} from cache; {:.3} s on {} with {} worker{}",
             self.total,
             self.succeeded(),
             self.failed,
@@ -63,7 +63,8 @@ impl fmt::Display for Summary {
             self.cached,
             secs,
             self.backend,
-            self.workers
+            self.workers,
+            if self.workers == 1 { "" } else { "s" }
         )?;
         if self.evaluated > 0 && secs > 0.0 {
             write!(f, " ({:.1} evaluations/s)", self.evaluated as f64 / secs)?;
