@@ -244,7 +244,10 @@ impl<M: Model> Runner<M> {
             None => (0..total).collect(),
             Some(cache) => {
                 let mut todo = Vec::new();
-                let mut first_of: HashMap<Vec<u8>, usize> = HashMap::new();
+                // Keyed by a 128-bit hash of the encoded input (not the bytes:
+                // memory must not grow with copies of the inputs), confirmed
+                // byte for byte when two points share a hash.
+                let mut first_of: HashMap<u128, usize> = HashMap::new();
                 for (index, input) in inputs.iter().enumerate() {
                     let Ok(bytes) = crate::codec::encode(input) else {
                         todo.push(index);
@@ -258,10 +261,14 @@ impl<M: Model> Runner<M> {
                         books.accept(index, result);
                         continue;
                     }
-                    match first_of.get(&bytes) {
-                        Some(&first) => repeats.entry(first).or_default().push(index),
+                    let hash = xxhash_rust::xxh3::xxh3_128(&bytes);
+                    let same = first_of.get(&hash).copied().filter(|&first| {
+                        crate::codec::encode(&inputs[first]).is_ok_and(|b| b == bytes)
+                    });
+                    match same {
+                        Some(first) => repeats.entry(first).or_default().push(index),
                         None => {
-                            first_of.insert(bytes, index);
+                            first_of.entry(hash).or_insert(index);
                             todo.push(index);
                         }
                     }
