@@ -207,6 +207,16 @@ pub(crate) fn positive_integer(
     }
 }
 
+/// A whole number, zero allowed.
+pub(crate) fn integer(key: &Ident, value: Option<&Expr>, example: &str) -> syn::Result<u64> {
+    match value.and_then(literal) {
+        Some(Lit::Int(i)) => i
+            .base10_parse::<u64>()
+            .map_err(|_| value_hint(key, value, "a whole number", example)),
+        _ => Err(value_hint(key, value, "a whole number", example)),
+    }
+}
+
 /// A positive number of seconds (integer or float).
 pub(crate) fn seconds(key: &Ident, value: Option<&Expr>, example: &str) -> syn::Result<f64> {
     let err = || value_hint(key, value, "a positive number of seconds", example);

@@ -8,12 +8,71 @@ use crate::args::{self, Args, Schema};
 
 const SCHEMA: Schema = Schema {
     attr: "parallelize",
-    keys: &["backend", "workers", "fail_fast", "timeout", "progress"],
+    keys: &[
+        "backend",
+        "workers",
+        "fail_fast",
+        "timeout",
+        "progress",
+        "retries",
+        // ssh (otwrap_runtime::config::SshOptions::KEYS)
+        "hosts",
+        "key",
+        "known_hosts",
+        "host_key_check",
+        "connect_timeout",
+        "worker_path",
+        "remote_dir",
+        // slurm (otwrap_runtime::config::SlurmOptions::KEYS)
+        "partition",
+        "account",
+        "qos",
+        "time",
+        "cpus_per_task",
+        "mem",
+        "wckey",
+        "constraint",
+        "job_name",
+        "log_dir",
+        "run_dir",
+        "array_parallelism",
+        "points_per_task",
+        "start_timeout",
+        "setup",
+        "sbatch",
+        "retry_model_failures",
+        "dry_run",
+    ],
 };
 
-/// Every backend name; those not yet available are refused with a message.
+/// Every backend name.
 const BACKENDS: &[&str] = &["serial", "rayon", "processes", "ssh", "slurm"];
-const NOT_YET: &[&str] = &["ssh", "slurm"];
+
+/// The kind of value each backend option takes (checked here; the values
+/// themselves are checked by the runtime, which reports them when a batch
+/// starts).
+fn backend_option_kind(key: &str) -> Kind {
+    match key {
+        "retries" | "cpus_per_task" | "array_parallelism" | "points_per_task" => Kind::Integer,
+        "connect_timeout" | "start_timeout" => Kind::Seconds,
+        "retry_model_failures" | "dry_run" => Kind::Bool,
+        "hosts" | "setup" | "sbatch" => Kind::StringOrList,
+        "time" => Kind::StringOrInteger,
+        "host_key_check" => Kind::Choice(&["strict", "accept-new", "off"]),
+        _ => Kind::String,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    String,
+    StringOrList,
+    StringOrInteger,
+    Integer,
+    Seconds,
+    Bool,
+    Choice(&'static [&'static str]),
+}
 
 /// The validated arguments.
 #[derive(Default)]
@@ -23,6 +82,8 @@ pub(crate) struct Config {
     fail_fast: Option<bool>,
     timeout: Option<(f64, Span)>,
     progress: Option<&'static str>,
+    /// Backend options, as runtime `RawValue` expressions.
+    backend_options: Vec<(String, TokenStream)>,
 }
 
 pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Config> {
@@ -33,17 +94,7 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Config> {
         let parsed: syn::Result<()> = (|| {
             match key.to_string().as_str() {
                 "backend" => {
-                    let (name, span) = args::choice(key, value, BACKENDS)?;
-                    if NOT_YET.contains(&name) {
-                        return Err(syn::Error::new(
-                            span,
-                            format!(
-                                "the \"{name}\" backend is not available in this version of otwrap yet; \
-                                 use \"serial\", \"rayon\" or \"processes\""
-                            ),
-                        ));
-                    }
-                    config.backend = Some((name, span));
+                    config.backend = Some(args::choice(key, value, BACKENDS)?);
                 }
                 "workers" => {
                     config.workers = Some(args::positive_integer(key, value, "workers = 4")?)
@@ -57,7 +108,10 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Config> {
                     config.progress =
                         Some(args::choice(key, value, &["auto", "always", "never"])?.0)
                 }
-                _ => unreachable!("the schema lists every key handled here"),
+                other => {
+                    let raw = raw_value(key, value, backend_option_kind(other))?;
+                    config.backend_options.push((other.to_string(), raw));
+                }
             }
             Ok(())
         })();
@@ -73,6 +127,63 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Config> {
     }
     validate(&config)?;
     Ok(config)
+}
+
+/// The runtime `RawValue` for a backend option's literal.
+fn raw_value(key: &syn::Ident, value: Option<&syn::Expr>, kind: Kind) -> syn::Result<TokenStream> {
+    let rt = quote!(::otwrap::__private::RawValue);
+    let string = |v| -> syn::Result<TokenStream> {
+        let s = args::string(key, v, &format!("{key} = \"...\""))?;
+        Ok(quote!(#rt::Str(::std::string::String::from(#s))))
+    };
+    Ok(match kind {
+        Kind::String => string(value)?,
+        Kind::Choice(choices) => {
+            let (s, _) = args::choice(key, value, choices)?;
+            quote!(#rt::Str(::std::string::String::from(#s)))
+        }
+        Kind::Bool => {
+            let b = args::boolean(key, value)?;
+            quote!(#rt::Bool(#b))
+        }
+        Kind::Integer => {
+            let example = format!("{key} = 2");
+            let n = if key == "retries" {
+                args::integer(key, value, &example)?
+            } else {
+                args::positive_integer(key, value, &example)?
+            } as i64;
+            quote!(#rt::Int(#n))
+        }
+        Kind::Seconds => {
+            let secs = args::seconds(key, value, &format!("{key} = 60"))?;
+            quote!(#rt::Float(#secs))
+        }
+        Kind::StringOrInteger => match value {
+            Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(_),
+                ..
+            })) => {
+                let n = args::positive_integer(key, value, &format!("{key} = 30"))? as i64;
+                quote!(#rt::Int(#n))
+            }
+            _ => string(value)?,
+        },
+        Kind::StringOrList => match value {
+            Some(syn::Expr::Array(array)) => {
+                let mut items = Vec::new();
+                for element in &array.elems {
+                    items.push(args::string(
+                        key,
+                        Some(element),
+                        &format!("{key} = [\"...\"]"),
+                    )?);
+                }
+                quote!(#rt::List(::std::vec![#(::std::string::String::from(#items)),*]))
+            }
+            _ => string(value)?,
+        },
+    })
 }
 
 fn validate(config: &Config) -> syn::Result<()> {
@@ -103,6 +214,8 @@ pub(crate) fn options(config: Option<&Config>) -> TokenStream {
             match backend {
                 "serial" => "Serial",
                 "processes" => "Processes",
+                "ssh" => "Ssh",
+                "slurm" => "Slurm",
                 _ => "Rayon",
             },
             Span::call_site(),
@@ -131,6 +244,9 @@ pub(crate) fn options(config: Option<&Config>) -> TokenStream {
         sets.push(
             quote!(options.progress = ::core::option::Option::Some(#rt::ProgressMode::#variant);),
         );
+    }
+    for (key, raw) in &config.backend_options {
+        sets.push(quote!(options.set(#key, #raw, "#[parallelize]");));
     }
     quote! {
         let mut options = #rt::Options::new();
@@ -170,7 +286,9 @@ mod tests {
         assert!(err("backend = rayon").contains("with quotes"));
         assert!(err(r#"workers = "4""#).contains("positive integer"));
         assert!(err("workers = 0").contains("at least 1"));
-        assert!(err(r#"backend = "ssh""#).contains("not available"));
+        assert!(err(r#"backend = "ssh", hosts = 3"#).contains("a string"));
+        assert!(err(r#"partion = "debug""#).contains("did you mean `partition`"));
+        assert!(err(r#"host_key_check = "never""#).contains("accept-new"));
         assert!(err(r#"backend = "rayon", timeout = 3"#).contains("out-of-process"));
     }
 }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod failure_log;
 pub mod flat;
 pub mod host;
+mod interrupt;
 pub mod layers;
 pub mod model;
 pub mod progress;
@@ -49,7 +50,7 @@ pub use sample::Sample;
 pub mod __private {
     pub use crate::cache::ModelCache;
     pub use crate::cache::{CacheLocation, CacheSpec};
-    pub use crate::config::{Backend, Options, ProgressMode};
+    pub use crate::config::{Backend, Options, ProgressMode, RawValue};
     pub use crate::error::PointFailure;
     pub use crate::layers::{evaluate_layers, Failed, Layers, LogSpec};
     pub use crate::model::{

@@ -100,6 +100,23 @@ impl<M: Model> Runner<M> {
         self
     }
 
+    /// Re-runs a point up to `retries` times when its worker, host or array
+    /// task is lost under it (default 2). A failure of the model itself is
+    /// not retried.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.overrides.retries = Some(retries);
+        self
+    }
+
+    /// Sets a backend option by the key used in attributes and in the
+    /// `[ssh]`/`[slurm]` sections, e.g. `.set("hosts", "4/alice@node1")` or
+    /// `.set("partition", "debug")`. A wrong key or value is reported when
+    /// the batch starts.
+    pub fn set(mut self, key: &str, value: impl Into<config::RawValue>) -> Self {
+        self.overrides.set(key, value.into(), "Runner::set");
+        self
+    }
+
     /// Applies every option set in `options` (over those set before).
     pub fn options(mut self, options: Options) -> Self {
         self.overrides = options.over(self.overrides);
@@ -129,9 +146,7 @@ impl<M: Model> Runner<M> {
             .clone()
             .over(env.over(file.over(attribute)))
             .resolve()?;
-        if settings.timeout.is_some()
-            && matches!(settings.backend, Backend::Serial | Backend::Rayon)
-        {
+        if settings.timeout.is_some() && !settings.backend.out_of_process() {
             return Err(Error::Config(format!(
                 "a per-point timeout needs an out-of-process backend (processes), but {} runs on the {} backend, \
                  where a running thread cannot be stopped safely; choose backend = \"processes\" or remove the timeout",
@@ -226,6 +241,10 @@ impl<M: Model> Runner<M> {
         }
         let total = inputs.len();
         let cache = ModelCache::of::<M>()?;
+        // Remote batches catch Ctrl-C: they cancel their remote work and
+        // return every finished result.
+        let _interrupt = matches!(settings.backend, Backend::Ssh | Backend::Slurm)
+            .then(crate::interrupt::Guard::install);
         let mut delivered = vec![false; total];
         let cancel = AtomicBool::new(false);
         let mut books = Books {
@@ -333,6 +352,9 @@ impl<M: Model> Runner<M> {
             }
         }
         let reason = match (settings.fail_fast, books.first_failure) {
+            _ if crate::interrupt::requested() => {
+                "interrupted (Ctrl-C): the batch stopped; finished results are kept".to_string()
+            }
             (true, Some(first)) => {
                 format!("fail-fast: the batch stopped after point {first} failed")
             }

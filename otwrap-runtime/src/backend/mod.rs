@@ -10,6 +10,7 @@ use crate::model::Model;
 mod processes;
 mod rayon_pool;
 mod serial;
+mod ssh;
 
 /// One point's outcome as a backend reports it.
 pub(crate) struct Event<T> {
@@ -31,7 +32,7 @@ pub(crate) struct Job<'a, M: Model> {
 
 impl<M: Model> Job<'_, M> {
     pub(crate) fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || crate::interrupt::requested()
     }
 
     /// Called by a backend's worker thread as soon as a point fails, so that
@@ -67,6 +68,11 @@ pub(crate) fn execute<M: Model>(
         Backend::Serial => serial::Serial.execute(job, sink),
         Backend::Rayon => rayon_pool::RayonPool.execute(job, sink),
         Backend::Processes => processes::Processes.execute(job, sink),
+        Backend::Ssh => ssh::Ssh.execute(job, sink),
+        Backend::Slurm => Err(Error::Backend {
+            backend: "slurm",
+            message: "not built yet".into(),
+        }),
     }
 }
 

@@ -7,6 +7,8 @@ pub mod protocol;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use crate::model::{find_registered, registered_ids, EvalContext};
 use protocol::{
@@ -58,8 +60,9 @@ fn take_protocol_stdout() -> io::Result<File> {
 
 fn serve() -> io::Result<()> {
     let mut out = BufWriter::new(take_protocol_stdout()?);
-    let stdin = io::stdin();
-    let mut input = BufReader::new(stdin.lock());
+    let busy = Arc::new(AtomicBool::new(false));
+    let frames = read_input(Arc::clone(&busy));
+    let next = || frames.recv().unwrap_or(Ok(None));
     out.write_all(MAGIC)?;
     write_frame(
         &mut out,
@@ -71,7 +74,7 @@ fn serve() -> io::Result<()> {
         },
     )?;
     out.flush()?;
-    let invoke = match read_frame::<ToWorker>(&mut input).map_err(io::Error::other)? {
+    let invoke = match next()? {
         Some(ToWorker::Init { protocol, model }) => {
             if protocol != PROTOCOL_VERSION {
                 return Err(io::Error::other(format!(
@@ -105,18 +108,59 @@ fn serve() -> io::Result<()> {
         }
     };
     loop {
-        match read_frame::<ToWorker>(&mut input).map_err(io::Error::other)? {
+        match next()? {
             Some(ToWorker::Evaluate {
                 index,
                 input: bytes,
             }) => {
                 let ctx = EvalContext::new(usize::try_from(index).unwrap_or(usize::MAX));
+                busy.store(true, Ordering::SeqCst);
                 let outcome = invoke(&bytes, &ctx);
+                busy.store(false, Ordering::SeqCst);
                 write_frame(&mut out, &FromWorker::Result { index, outcome })?;
                 out.flush()?;
             }
             None | Some(ToWorker::Shutdown) => return Ok(()),
             Some(other) => return Err(io::Error::other(format!("unexpected message {other:?}"))),
         }
+    }
+}
+
+/// Reads the driver's frames on a thread of their own, so that the end of
+/// the input is seen even while a point runs: a driver that is gone (killed,
+/// its SSH connection dropped, its channel closed on a timeout) leaves no
+/// evaluation running behind it. The worker then ends its process group (the
+/// programs its model started) or, when it does not lead one, itself.
+fn read_input(busy: Arc<AtomicBool>) -> mpsc::Receiver<io::Result<Option<ToWorker>>> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("otwrap-worker-input".into())
+        .spawn(move || {
+            let mut input = BufReader::new(io::stdin().lock());
+            loop {
+                let frame = read_frame::<ToWorker>(&mut input).map_err(io::Error::other);
+                let end = !matches!(frame, Ok(Some(_)));
+                if end && busy.load(Ordering::SeqCst) {
+                    abandon();
+                }
+                if tx.send(frame).is_err() || end {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("otwrap worker: cannot start its input thread: {e}");
+    }
+    rx
+}
+
+/// Ends the evaluation in progress when the driver is gone.
+fn abandon() -> ! {
+    // SAFETY: plain process calls; the group is ours only when we lead it.
+    unsafe {
+        if libc::getpgrp() == libc::getpid() {
+            libc::kill(0, libc::SIGKILL);
+        }
+        libc::_exit(75)
     }
 }

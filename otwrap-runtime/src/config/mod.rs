@@ -10,9 +10,15 @@
 //! progress = "auto"      # "auto" | "always" | "never"
 //! timeout = 600          # seconds per point (out-of-process backends)
 //!
+//! retries = 2            # re-runs of a point whose worker, host or task was lost
+//!
 //! [model.beam]           # options for one model only (its name or full id)
 //! workers = 2
 //! ```
+//!
+//! The `ssh` and `slurm` backends read their own sections, `[ssh]` and
+//! `[slurm]` (also under `[model.NAME]`), and variables `OTWRAP_SSH_<KEY>`
+//! and `OTWRAP_SLURM_<KEY>`: see [`SshOptions`] and [`SlurmOptions`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
+
+mod slurm;
+mod ssh;
+mod value;
+
+pub use slurm::SlurmOptions;
+pub use ssh::{HostKeyCheck, HostSpec, SshOptions};
+pub use value::RawValue;
 
 /// Where the evaluations of a batch run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,11 +48,15 @@ pub enum Backend {
     /// `workers` child processes running this same binary in worker mode:
     /// a model that aborts or segfaults kills only its worker.
     Processes,
+    /// Worker processes on SSH hosts, as many per host as its slots.
+    Ssh,
+    /// Array jobs on a SLURM cluster.
+    Slurm,
 }
 
 impl Backend {
     /// Every backend name, as written in attributes and configuration.
-    pub const NAMES: &'static [&'static str] = &["serial", "rayon", "processes"];
+    pub const NAMES: &'static [&'static str] = &["serial", "rayon", "processes", "ssh", "slurm"];
 
     /// The backend's name.
     pub fn name(self) -> &'static str {
@@ -46,7 +64,15 @@ impl Backend {
             Backend::Serial => "serial",
             Backend::Rayon => "rayon",
             Backend::Processes => "processes",
+            Backend::Ssh => "ssh",
+            Backend::Slurm => "slurm",
         }
+    }
+
+    /// `true` for the backends that run points in other processes (and can
+    /// therefore stop one that runs too long).
+    pub fn out_of_process(self) -> bool {
+        !matches!(self, Backend::Serial | Backend::Rayon)
     }
 }
 
@@ -63,10 +89,8 @@ impl FromStr for Backend {
             "serial" => Ok(Backend::Serial),
             "rayon" | "threads" => Ok(Backend::Rayon),
             "processes" => Ok(Backend::Processes),
-            "ssh" | "slurm" => Err(format!(
-                "the `{s}` backend is not available in this version of otwrap; expected one of: {}",
-                Backend::NAMES.join(", ")
-            )),
+            "ssh" => Ok(Backend::Ssh),
+            "slurm" => Ok(Backend::Slurm),
             _ => Err(format!(
                 "unknown backend `{s}`; expected one of: {}",
                 Backend::NAMES.join(", ")
@@ -121,6 +145,17 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// The executable started in worker mode (default: this program).
     pub worker_exe: Option<PathBuf>,
+    /// How many times a point is re-run when its worker, host or array task
+    /// is lost under it (default 2).
+    pub retries: Option<u32>,
+    /// The `ssh` backend's options.
+    pub ssh: SshOptions,
+    /// The `slurm` backend's options.
+    pub slurm: SlurmOptions,
+    /// Errors in values given to [`Options::set`] (reported when the options
+    /// are resolved, so that an attribute's defaults can be built without a
+    /// `Result`).
+    pub invalid: Vec<String>,
 }
 
 impl Options {
@@ -138,7 +173,47 @@ impl Options {
             progress: self.progress.or(lower.progress),
             timeout: self.timeout.or(lower.timeout),
             worker_exe: self.worker_exe.or(lower.worker_exe),
+            retries: self.retries.or(lower.retries),
+            ssh: self.ssh.over(lower.ssh),
+            slurm: self.slurm.over(lower.slurm),
+            invalid: [lower.invalid, self.invalid].concat(),
         }
+    }
+
+    /// Sets a backend option by key, as written in an attribute: `retries`,
+    /// a key of [`SshOptions::KEYS`] or of [`SlurmOptions::KEYS`]. An invalid
+    /// value is kept in [`Options::invalid`] and reported by
+    /// [`Options::resolve`], prefixed by `origin`.
+    ///
+    /// ```
+    /// use otwrap_runtime::config::{Options, RawValue};
+    /// let mut o = Options::new();
+    /// o.set("hosts", RawValue::Str("4/alice@node1".into()), "example");
+    /// o.set("partition", RawValue::Str("debug".into()), "example");
+    /// assert_eq!(o.ssh.hosts.as_ref().map(Vec::len), Some(1));
+    /// assert!(o.invalid.is_empty());
+    /// ```
+    pub fn set(&mut self, key: &str, value: RawValue, origin: &str) -> &mut Self {
+        let result = if key == "retries" {
+            value
+                .integer(0, "2")
+                .and_then(|n| u32::try_from(n).map_err(|e| e.to_string()))
+                .map(|n| self.retries = Some(n))
+        } else if SshOptions::KEYS.contains(&key) {
+            self.ssh.set(key, value)
+        } else if SlurmOptions::KEYS.contains(&key) {
+            self.slurm.set(key, value)
+        } else {
+            let keys: Vec<&str> = std::iter::once("retries")
+                .chain(SshOptions::KEYS.iter().copied())
+                .chain(SlurmOptions::KEYS.iter().copied())
+                .collect();
+            Err(value::unknown_key("backend", key, &keys))
+        };
+        if let Err(message) = result {
+            self.invalid.push(format!("{origin}: `{key}`: {message}"));
+        }
+        self
     }
 }
 
@@ -158,6 +233,12 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// The worker executable.
     pub worker_exe: Option<PathBuf>,
+    /// Re-runs of a point whose worker, host or array task was lost.
+    pub retries: u32,
+    /// The `ssh` backend's options (hosts checked when it is chosen).
+    pub ssh: SshOptions,
+    /// The `slurm` backend's options.
+    pub slurm: SlurmOptions,
 }
 
 /// The number of CPUs this process may use (never silently 1 because of a
@@ -172,6 +253,9 @@ impl Options {
     /// Fills what is still unset with the built-in defaults and checks the
     /// values.
     pub fn resolve(self) -> Result<Settings, Error> {
+        if !self.invalid.is_empty() {
+            return Err(Error::Config(self.invalid.join("\n")));
+        }
         let workers = self.workers.unwrap_or_else(available_cpus);
         if workers == 0 {
             return Err(Error::Config(
@@ -184,6 +268,18 @@ impl Options {
             }
         }
         let backend = self.backend.unwrap_or(Backend::Rayon);
+        if backend == Backend::Ssh && self.ssh.hosts.is_none() {
+            return Err(Error::Config(
+                "the ssh backend needs hosts: set `hosts = \"4/user@node1, 2/user@node2\"` in #[parallelize], \
+                 `hosts = [...]` under [ssh] in otwrap.toml, or OTWRAP_SSH_HOSTS"
+                    .into(),
+            ));
+        }
+        // The ssh backend's size is the sum of its hosts' slots.
+        let workers = match (&self.ssh.hosts, backend) {
+            (Some(hosts), Backend::Ssh) => hosts.iter().map(|h| h.slots).sum(),
+            _ => workers,
+        };
         Ok(Settings {
             backend,
             // The serial backend runs one point at a time, whatever was asked.
@@ -196,6 +292,9 @@ impl Options {
             progress: self.progress.unwrap_or_default(),
             timeout: self.timeout,
             worker_exe: self.worker_exe,
+            retries: self.retries.unwrap_or(2),
+            ssh: self.ssh,
+            slurm: self.slurm,
         })
     }
 }
@@ -214,6 +313,7 @@ struct FileOptions {
     progress: Option<String>,
     timeout: Option<f64>,
     worker_exe: Option<PathBuf>,
+    retries: Option<u32>,
 }
 
 fn convert(file: FileOptions, origin: &str) -> Result<Options, Error> {
@@ -234,6 +334,8 @@ fn convert(file: FileOptions, origin: &str) -> Result<Options, Error> {
             .map(|t| seconds(t).map_err(|m| bad("timeout", m)))
             .transpose()?,
         worker_exe: file.worker_exe,
+        retries: file.retries,
+        ..Options::default()
     })
 }
 
@@ -257,6 +359,9 @@ pub fn parse_config(text: &str, origin: &str, id: &str, name: &str) -> Result<Op
         "progress",
         "timeout",
         "worker_exe",
+        "retries",
+        "ssh",
+        "slurm",
         "model",
     ];
     for key in table.keys() {
@@ -277,13 +382,13 @@ pub fn parse_config(text: &str, origin: &str, id: &str, name: &str) -> Result<Op
             )))
         }
     };
-    let global = convert(read_options(table, origin)?, origin)?;
+    let global = read_section(table, origin)?;
     let models = models
         .into_iter()
         .map(|(key, value)| {
             let place = format!("{origin} [model.{key}]");
             match value {
-                toml::Value::Table(t) => read_options(t, &place).map(|o| (key, o)),
+                toml::Value::Table(t) => read_section(t, &place).map(|o| (key, o)),
                 _ => Err(Error::Config(format!("{place} must be a table of options"))),
             }
         })
@@ -291,9 +396,41 @@ pub fn parse_config(text: &str, origin: &str, id: &str, name: &str) -> Result<Op
     let specific = models
         .into_iter()
         .filter(|(key, _)| key == name || key == id)
-        .map(|(key, opts)| convert(opts, &format!("{origin} [model.{key}]")))
-        .try_fold(Options::default(), |acc, o| o.map(|o| o.over(acc)))?;
+        .fold(Options::default(), |acc, (_, o)| o.over(acc));
     Ok(specific.over(global))
+}
+
+/// Reads one level of options: plain keys, and the `[ssh]` and `[slurm]`
+/// sections.
+fn read_section(mut table: toml::Table, origin: &str) -> Result<Options, Error> {
+    let mut sections = Vec::new();
+    for name in ["ssh", "slurm"] {
+        match table.remove(name) {
+            None => {}
+            Some(toml::Value::Table(t)) => sections.push((name, t)),
+            Some(_) => {
+                return Err(Error::Config(format!(
+                    "{origin}: `{name}` must be a section, e.g. [{name}]"
+                )))
+            }
+        }
+    }
+    let mut options = convert(read_options(table, origin)?, origin)?;
+    for (name, section) in sections {
+        for (key, value) in section {
+            let raw = RawValue::from_toml(&value).ok_or_else(|| {
+                Error::Config(format!(
+                    "{origin} [{name}]: `{key}`: expected a string, number, boolean or list of strings"
+                ))
+            })?;
+            let result = match name {
+                "ssh" => options.ssh.set(&key, raw),
+                _ => options.slurm.set(&key, raw),
+            };
+            result.map_err(|m| Error::Config(format!("{origin} [{name}]: `{key}`: {m}")))?;
+        }
+    }
+    Ok(options)
 }
 
 fn read_options(table: toml::Table, origin: &str) -> Result<FileOptions, Error> {
@@ -344,7 +481,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Options, Error>
     fn parse<T>(
         var: &impl Fn(&str) -> Option<String>,
         key: &str,
-        f: impl Fn(&str) -> Result<T, String>,
+        mut f: impl FnMut(&str) -> Result<T, String>,
     ) -> Result<Option<T>, Error> {
         match var(key) {
             Some(v) if !v.trim().is_empty() => f(v.trim())
@@ -373,6 +510,27 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Options, Error>
                 .and_then(seconds)
         })?,
         worker_exe: parse(&var, "OTWRAP_WORKER_EXE", |v| Ok(PathBuf::from(v)))?,
+        retries: parse(&var, "OTWRAP_RETRIES", |v| {
+            v.parse::<u32>()
+                .map_err(|_| "expected a whole number of retries, e.g. 2".to_string())
+        })?,
+        ssh: {
+            let mut o = SshOptions::default();
+            for key in SshOptions::KEYS {
+                let name = format!("OTWRAP_SSH_{}", key.to_ascii_uppercase());
+                parse(&var, &name, |v| o.set(key, RawValue::Str(v.to_string())))?;
+            }
+            o
+        },
+        slurm: {
+            let mut o = SlurmOptions::default();
+            for key in SlurmOptions::KEYS {
+                let name = format!("OTWRAP_SLURM_{}", key.to_ascii_uppercase());
+                parse(&var, &name, |v| o.set(key, RawValue::Str(v.to_string())))?;
+            }
+            o
+        },
+        invalid: Vec::new(),
     })
 }
 

@@ -1,0 +1,205 @@
+//! The worker binary on a host: copied once per content (its hash names the
+//! directory), atomically (a temporary name, then a rename), into a
+//! per-user cache directory; or used in place when the user says the path
+//! is shared.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use ssh2::{OpenFlags, OpenType, RenameFlags, Session};
+
+/// The local worker binary and its content hash.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalBinary {
+    pub(crate) path: PathBuf,
+    pub(crate) hash: String,
+    pub(crate) size: u64,
+}
+
+type HashKey = (PathBuf, u64, Option<SystemTime>);
+static HASHES: Mutex<Option<HashMap<HashKey, String>>> = Mutex::new(None);
+
+impl LocalBinary {
+    /// Reads (and hashes, once per process and file version) `path`.
+    pub(crate) fn open(path: &Path) -> Result<LocalBinary, String> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the worker binary {}: {e}", path.display()))?;
+        let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+        if let Some(hash) = HASHES
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
+        {
+            return Ok(LocalBinary {
+                path: path.to_path_buf(),
+                hash,
+                size: meta.len(),
+            });
+        }
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read the worker binary {}: {e}", path.display()))?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| format!("cannot read the worker binary {}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let hash = format!("{:032x}", hasher.digest128());
+        if let Ok(mut m) = HASHES.lock() {
+            m.get_or_insert_with(HashMap::new).insert(key, hash.clone());
+        }
+        Ok(LocalBinary {
+            path: path.to_path_buf(),
+            hash,
+            size: meta.len(),
+        })
+    }
+
+    fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "otwrap-worker".to_string())
+    }
+}
+
+/// Makes sure the binary is on the host; returns its remote path and whether
+/// it was copied now.
+pub(crate) fn ensure_binary(
+    session: &Session,
+    binary: &LocalBinary,
+    remote_dir: &str,
+) -> Result<(PathBuf, bool), String> {
+    let sftp = session
+        .sftp()
+        .map_err(|e| format!("cannot open SFTP to copy the worker binary: {e}"))?;
+    let base = if remote_dir.starts_with('/') {
+        PathBuf::from(remote_dir)
+    } else {
+        let home = sftp
+            .realpath(Path::new("."))
+            .map_err(|e| format!("cannot find the remote home directory: {e}"))?;
+        home.join(remote_dir)
+    };
+    let dir = base.join(&binary.hash);
+    let target = dir.join(binary.file_name());
+    if let Ok(stat) = sftp.stat(&target) {
+        if stat.size == Some(binary.size) {
+            return Ok((target, false));
+        }
+    }
+    // mkdir -p, private to the user.
+    let mut built = PathBuf::new();
+    for part in dir.components() {
+        built.push(part);
+        if sftp.stat(&built).is_err() {
+            if let Err(e) = sftp.mkdir(&built, 0o700) {
+                // Another driver may have made it meanwhile.
+                if sftp.stat(&built).is_err() {
+                    return Err(format!(
+                        "cannot create {} on the host: {e}",
+                        built.display()
+                    ));
+                }
+            }
+        }
+    }
+    let partial = dir.join(format!(
+        ".{}.part-{}-{}",
+        binary.file_name(),
+        std::process::id(),
+        crate::host::hostname()
+    ));
+    let mut remote = sftp
+        .open_mode(
+            &partial,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            0o700,
+            OpenType::File,
+        )
+        .map_err(|e| format!("cannot create {} on the host: {e}", partial.display()))?;
+    let mut local = std::fs::File::open(&binary.path).map_err(|e| {
+        format!(
+            "cannot read the worker binary {}: {e}",
+            binary.path.display()
+        )
+    })?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = local.read(&mut buf).map_err(|e| {
+            format!(
+                "cannot read the worker binary {}: {e}",
+                binary.path.display()
+            )
+        })?;
+        if n == 0 {
+            break;
+        }
+        remote
+            .write_all(&buf[..n])
+            .map_err(|e| format!("cannot write {} on the host: {e}", partial.display()))?;
+    }
+    drop(remote);
+    match sftp.rename(
+        &partial,
+        &target,
+        Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+    ) {
+        Ok(()) => Ok((target, true)),
+        Err(e) => {
+            let _ = sftp.unlink(&partial);
+            match sftp.stat(&target) {
+                Ok(stat) if stat.size == Some(binary.size) => Ok((target, false)),
+                _ => Err(format!(
+                    "cannot move the worker binary into place at {}: {e}",
+                    target.display()
+                )),
+            }
+        }
+    }
+}
+
+/// Quotes `text` for a POSIX shell (the remote login shell runs commands).
+pub(crate) fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+    {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_spaces_and_quotes() {
+        assert_eq!(shell_quote("/usr/bin/app"), "/usr/bin/app");
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf ~)"), "'$(rm -rf ~)'");
+    }
+
+    #[test]
+    fn hashes_follow_the_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("bin");
+        std::fs::write(&p, b"one").expect("write");
+        let a = LocalBinary::open(&p).expect("hash");
+        std::fs::write(&p, b"two!").expect("write");
+        let b = LocalBinary::open(&p).expect("hash");
+        assert_ne!(a.hash, b.hash);
+        assert_eq!(b.size, 4);
+    }
+}

@@ -1,0 +1,374 @@
+//! The `ssh` backend against real sshd processes on loopback addresses
+//! (127.0.0.2-4, started by `scripts/services/sshd.sh`): this test binary is
+//! copied to the "hosts" and runs there as the worker (`#[otwrap::main]`).
+//! Without the service, each test prints SKIPPED (and fails when CI=true).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use otwrap::prelude::*;
+use otwrap::PointFailure;
+
+#[path = "support/services.rs"]
+mod services;
+
+fn value(x: f64) -> f64 {
+    (x * 1.5).cos() + x * x
+}
+
+/// The server address this evaluation's SSH session reached: which "host"
+/// ran it (every host is this machine).
+fn server_address() -> String {
+    std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|c| c.split_whitespace().nth(2).map(str::to_string))
+        .unwrap_or_else(|| "local".to_string())
+}
+
+#[parallelize(backend = "ssh")]
+fn where_run(x: f64) -> (f64, String) {
+    std::thread::sleep(Duration::from_millis(4));
+    (value(x), server_address())
+}
+
+#[parallelize(backend = "rayon")]
+fn local_value(x: f64) -> f64 {
+    value(x)
+}
+
+/// Point 5 kills its own worker the first time it runs (a marker file in
+/// `dir` remembers); point 7 kills it every time; point 9 fails in the model.
+#[parallelize(backend = "ssh")]
+fn fragile(dir: String, k: u32) -> Result<u32, String> {
+    let marker = Path::new(&dir).join(format!("ran-{k}"));
+    let first = !marker.exists();
+    std::fs::write(&marker, b"x").map_err(|e| e.to_string())?;
+    if k == 7 || (k == 5 && first) {
+        // SAFETY: kills this very worker process, as an OOM killer would.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    if k == 9 {
+        return Err("k = 9 is outside the model's domain".to_string());
+    }
+    Ok(k * 10)
+}
+
+/// Point 2 hangs; it records its pid so the test can check it was killed.
+#[parallelize(backend = "ssh", timeout = 1.5)]
+fn hangs(dir: String, k: u32) -> u32 {
+    if k == 2 {
+        let _ = std::fs::write(
+            Path::new(&dir).join("hung.pid"),
+            std::process::id().to_string(),
+        );
+        std::thread::sleep(Duration::from_secs(120));
+    }
+    k
+}
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg().into())
+    }
+}
+
+fn host(env: &services::SshEnv, addr: &str, slots: usize) -> String {
+    format!("{slots}/{}@{addr}:{}", env.user, env.port)
+}
+
+fn runner<M: otwrap::Model>(
+    env: &services::SshEnv,
+    hosts: &[String],
+    runner: otwrap::Runner<M>,
+) -> otwrap::Runner<M> {
+    runner
+        .set("hosts", hosts.join(","))
+        .set("key", env.key.display().to_string())
+        .set("known_hosts", env.known_hosts.display().to_string())
+        .progress(ProgressMode::Never)
+}
+
+fn same_results_as_rayon_weighted_by_slots() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_same_results_as_rayon_weighted_by_slots") else {
+        return Ok(());
+    };
+    let inputs: Vec<f64> = (0..400).map(|i| f64::from(i) * 0.01).collect();
+    let hosts = [host(&env, &env.hosts[0], 3), host(&env, &env.hosts[1], 1)];
+    let batch = runner(&env, &hosts, where_run::runner()).map(&inputs)?;
+    let expected = local_value::map(&inputs)?.values()?;
+    let got = batch.values()?;
+    let mut per_host: HashMap<String, usize> = HashMap::new();
+    for ((v, addr), e) in got.iter().zip(&expected) {
+        check(v.to_bits() == e.to_bits(), || {
+            format!("ssh gave {v}, rayon {e}")
+        })?;
+        *per_host.entry(addr.clone()).or_default() += 1;
+    }
+    let a = per_host.get(&env.hosts[0]).copied().unwrap_or(0);
+    let b = per_host.get(&env.hosts[1]).copied().unwrap_or(0);
+    eprintln!(
+        "points per host: {} → {a}, {} → {b}",
+        env.hosts[0], env.hosts[1]
+    );
+    check(a + b == inputs.len(), || format!("{per_host:?}"))?;
+    // 3 slots against 1: about 300 against 100.
+    check(a >= 2 * b && b >= 40, || {
+        format!("work is not weighted by slots: {per_host:?}")
+    })
+}
+
+fn host_killed_mid_run_completes_every_point() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_host_killed_mid_run_completes_every_point") else {
+        return Ok(());
+    };
+    let victim = env.hosts[2].clone();
+    let inputs: Vec<f64> = (0..300).map(f64::from).collect();
+    let hosts = [host(&env, &env.hosts[0], 2), host(&env, &victim, 2)];
+    let killed = Arc::new(AtomicBool::new(false));
+    let (flag, env2, victim2) = (Arc::clone(&killed), env.clone(), victim.clone());
+    let batch = runner(&env, &hosts, where_run::runner())
+        .on_progress(move |p| {
+            if p.done >= 60 && !flag.swap(true, Ordering::SeqCst) {
+                let (env, victim) = (env2.clone(), victim2.clone());
+                std::thread::spawn(move || env.kill_host(&victim));
+            }
+        })
+        .map(&inputs);
+    let restarted = env.start_host(&victim);
+    let batch = batch?;
+    restarted.map_err(|e| format!("cannot restart {victim}: {e}"))?;
+    check(killed.load(Ordering::SeqCst), || {
+        "the host was never killed".into()
+    })?;
+    let got = batch.values()?;
+    let on_victim = got.iter().filter(|(_, a)| *a == victim).count();
+    check(on_victim > 0 && on_victim < inputs.len() / 2, || {
+        format!("{on_victim} points ran on the killed host")
+    })?;
+    for (x, (v, _)) in inputs.iter().zip(&got) {
+        check(v.to_bits() == value(*x).to_bits(), || {
+            format!("wrong value at {x}")
+        })?;
+    }
+    Ok(())
+}
+
+fn lost_workers_are_retried_and_model_failures_are_not() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_lost_workers_are_retried_and_model_failures_are_not") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    let inputs: Vec<(String, u32)> = (0..12).map(|k| (d.clone(), k)).collect();
+    let hosts = [host(&env, &env.hosts[0], 2)];
+    let batch = runner(&env, &hosts, fragile::runner())
+        .retries(2)
+        .map(&inputs)?;
+    for (i, r) in batch.results().iter().enumerate() {
+        match (i, r) {
+            (7, Err(e)) => {
+                let text = e.to_string();
+                check(
+                    matches!(e.failure(), PointFailure::WorkerCrashed { .. })
+                        && text.contains("lost 3 times")
+                        && text.contains("SIGKILL"),
+                    || format!("point 7: {text}"),
+                )?;
+                check(e.location().host.contains(&env.hosts[0]), || {
+                    format!("point 7 names no host: {text}")
+                })?;
+            }
+            (9, Err(e)) => check(
+                matches!(e.failure(), PointFailure::Model { .. })
+                    && e.to_string().contains("outside the model's domain"),
+                || format!("point 9: {e}"),
+            )?,
+            (i, Ok(v)) if i != 7 && i != 9 => {
+                check(*v == i as u32 * 10, || format!("point {i} = {v}"))?
+            }
+            (i, other) => return Err(format!("point {i}: unexpected {other:?}").into()),
+        }
+    }
+    Ok(())
+}
+
+fn timeout_kills_the_remote_evaluation() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_timeout_kills_the_remote_evaluation") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    let inputs: Vec<(String, u32)> = (0..6).map(|k| (d.clone(), k)).collect();
+    let hosts = [host(&env, &env.hosts[1], 2)];
+    let batch = runner(&env, &hosts, hangs::runner()).map(&inputs)?;
+    for (i, r) in batch.results().iter().enumerate() {
+        match r {
+            Err(e) if i == 2 => check(matches!(e.failure(), PointFailure::Timeout { .. }), || {
+                format!("point 2: {e}")
+            })?,
+            Ok(v) if i != 2 => check(*v == i as u32, || format!("point {i} = {v}"))?,
+            other => return Err(format!("point {i}: unexpected {other:?}").into()),
+        }
+    }
+    let pid = std::fs::read_to_string(dir.path().join("hung.pid"))?;
+    let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+    for _ in 0..50 {
+        if !proc_dir.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "the hung remote worker {} still runs 5 s after its timeout",
+        pid.trim()
+    )
+    .into())
+}
+
+fn unknown_host_key_is_refused_unless_accept_new() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_unknown_host_key_is_refused_unless_accept_new") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, "")?;
+    let hosts = [host(&env, &env.hosts[0], 1)];
+    let run = |policy: &str| {
+        runner(&env, &hosts, where_run::runner())
+            .set("known_hosts", known.display().to_string())
+            .set("host_key_check", policy)
+            .map(&[1.0])
+    };
+    let err = run("strict").expect_err("an unknown host key must be refused");
+    let text = err.to_string();
+    check(
+        text.contains("host key")
+            && text.contains("unknown")
+            && text.contains(&format!("{}:{}", env.hosts[0], env.port))
+            && text.contains("SHA256:"),
+        || format!("unclear error: {text}"),
+    )?;
+    let batch = run("accept-new")?;
+    check(batch.values()?.len() == 1, || "no result".into())?;
+    let written = std::fs::read_to_string(&known)?;
+    check(
+        written.contains(&format!("[{}]:{}", env.hosts[0], env.port)),
+        || format!("accept-new did not record the key: {written:?}"),
+    )?;
+    // Once recorded, strict accepts it.
+    run("strict")?;
+    Ok(())
+}
+
+fn wrong_key_names_host_and_user() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_wrong_key_names_host_and_user") else {
+        return Ok(());
+    };
+    let hosts = [host(&env, &env.hosts[0], 1)];
+    let err = runner(&env, &hosts, where_run::runner())
+        .set("key", env.wrong_key.display().to_string())
+        .map(&[1.0])
+        .expect_err("a key the host does not authorize must fail");
+    let text = err.to_string();
+    check(
+        text.contains("authentication failed")
+            && text.contains(&format!("`{}`", env.user))
+            && text.contains(&format!("{}:{}", env.hosts[0], env.port)),
+        || format!("unclear error: {text}"),
+    )
+}
+
+fn unreachable_host_is_skipped() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_unreachable_host_is_skipped") else {
+        return Ok(());
+    };
+    // Nothing listens on 127.0.0.9.
+    let hosts = [host(&env, "127.0.0.9", 2), host(&env, &env.hosts[0], 1)];
+    let inputs: Vec<f64> = (0..20).map(f64::from).collect();
+    let batch = runner(&env, &hosts, where_run::runner())
+        .set("connect_timeout", 3.0)
+        .map(&inputs)?;
+    check(batch.values()?.len() == 20, || "points missing".into())?;
+    // With no host at all, the batch fails before running anything.
+    let err = runner(&env, &[host(&env, "127.0.0.9", 1)], where_run::runner())
+        .map(&inputs)
+        .expect_err("no host");
+    let text = err.to_string();
+    check(
+        text.contains("127.0.0.9") && text.contains("no host"),
+        || text,
+    )
+}
+
+fn wrong_binary_reports_the_host_error() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_wrong_binary_reports_the_host_error") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let fake = dir.path().join("not-for-this-arch");
+    std::fs::write(
+        &fake,
+        b"\x7fELF\x02\x01\x01 this is no program for this machine",
+    )?;
+    std::fs::set_permissions(
+        &fake,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )?;
+    let hosts = [host(&env, &env.hosts[0], 1)];
+    let err = runner(&env, &hosts, where_run::runner())
+        .set("worker_path", fake.display().to_string())
+        .map(&[1.0])
+        .expect_err("a binary the host cannot run");
+    let text = err.to_string();
+    check(
+        text.contains("Exec format error") || text.contains("cannot execute"),
+        || format!("the host's own message is missing: {text}"),
+    )
+}
+
+#[otwrap::main]
+fn main() {
+    let args = Arguments::from_args();
+    let tests = vec![
+        Trial::test(
+            "ssh_same_results_as_rayon_weighted_by_slots",
+            same_results_as_rayon_weighted_by_slots,
+        ),
+        Trial::test(
+            "ssh_host_killed_mid_run_completes_every_point",
+            host_killed_mid_run_completes_every_point,
+        ),
+        Trial::test(
+            "ssh_lost_workers_are_retried_and_model_failures_are_not",
+            lost_workers_are_retried_and_model_failures_are_not,
+        ),
+        Trial::test(
+            "ssh_timeout_kills_the_remote_evaluation",
+            timeout_kills_the_remote_evaluation,
+        ),
+        Trial::test(
+            "ssh_unknown_host_key_is_refused_unless_accept_new",
+            unknown_host_key_is_refused_unless_accept_new,
+        ),
+        Trial::test(
+            "ssh_wrong_key_names_host_and_user",
+            wrong_key_names_host_and_user,
+        ),
+        Trial::test(
+            "ssh_unreachable_host_is_skipped",
+            unreachable_host_is_skipped,
+        ),
+        Trial::test(
+            "ssh_wrong_binary_reports_the_host_error",
+            wrong_binary_reports_the_host_error,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
