@@ -10,6 +10,7 @@ use crate::model::Model;
 mod processes;
 mod rayon_pool;
 mod serial;
+pub(crate) mod slurm;
 mod ssh;
 
 /// One point's outcome as a backend reports it.
@@ -69,10 +70,7 @@ pub(crate) fn execute<M: Model>(
         Backend::Rayon => rayon_pool::RayonPool.execute(job, sink),
         Backend::Processes => processes::Processes.execute(job, sink),
         Backend::Ssh => ssh::Ssh.execute(job, sink),
-        Backend::Slurm => Err(Error::Backend {
-            backend: "slurm",
-            message: "not built yet".into(),
-        }),
+        Backend::Slurm => slurm::Slurm.execute(job, sink),
     }
 }
 

@@ -3,6 +3,7 @@
 //! standard input and output until the driver closes them.
 
 pub mod protocol;
+pub(crate) mod task;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
@@ -25,6 +26,10 @@ pub fn started_as_worker() -> bool {
 /// started as a worker, serves the driver and exits; otherwise returns at
 /// once.
 pub fn run_if_worker() {
+    // A SLURM array task: works from the run directory, then exits.
+    if task::requested() {
+        task::run();
+    }
     if !started_as_worker() {
         return;
     }
