@@ -528,8 +528,11 @@ impl<M: Model> Slot<'_, '_, M> {
         };
         let fd = c.fd;
         c.session.set_keepalive(false, 10);
+        // POSIX shell syntax (sh, bash, zsh, ksh login shells). `exec` by the
+        // shell itself, not through `env`: execvp would retry a binary of the
+        // wrong architecture as a shell script and hide the real error.
         let command = format!(
-            "exec env {WORKER_ENV}={PROTOCOL_VERSION} {}",
+            "{WORKER_ENV}={PROTOCOL_VERSION}; export {WORKER_ENV}; exec {}",
             shell_quote(&path.to_string_lossy())
         );
         let label = format!("{} worker", self.host.spec);

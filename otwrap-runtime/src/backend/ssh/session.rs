@@ -219,9 +219,11 @@ fn auth_error(user: &str, host: &HostSpec, tried: &[String], detail: &str) -> St
         format!(" ({detail})")
     };
     format!(
-        "authentication failed as `{user}` on {host} with {}{detail}: is the public key in \
+        "authentication failed as `{user}` on {}:{} with {}{detail}: is the public key in \
          ~{user}/.ssh/authorized_keys on that host, and is the key file the right one? \
          (keys with a passphrase must be loaded into ssh-agent)",
+        host.host,
+        host.port,
         tried.join(", ")
     )
 }

@@ -1,0 +1,143 @@
+//! The `ssh` backend over loopback (the sshd "hosts" of
+//! `scripts/services/sshd.sh start`): dispatch cost per point on trivial
+//! points with 1 and 4 slots, and the beam model over ssh against rayon.
+//! Run with `scripts/services/sshd.sh start && cargo bench --bench ssh`;
+//! OTWRAP_BENCH_POINTS, OTWRAP_BENCH_BEAM_POINTS and OTWRAP_BENCH_RUNS
+//! change the sizes. Prints medians.
+
+#[path = "../examples/beam/common.rs"]
+mod common;
+#[path = "../tests/support/services.rs"]
+mod services;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{solver, template, BoxError};
+use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program};
+use otwrap::prelude::*;
+use otwrap::{Model, Runner, Sample};
+
+const DOE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/beam/doe.csv");
+
+#[parallelize(backend = "ssh", progress = "never")]
+fn trivial(x: f64) -> f64 {
+    x.mul_add(2.0, 1.0)
+}
+
+#[parallelize(backend = "rayon", progress = "never")]
+#[temp_workdir(prefix = "otwrap-bench-ssh-beam-", cleanup = "always")]
+fn beam(x: [f64; 4], #[workdir] dir: &Path) -> Result<f64, BoxError> {
+    let [f, e, l, i] = x;
+    template()?.fill_to(
+        dir.join("beam.xml"),
+        &[("@F@", f), ("@E@", e), ("@L@", l), ("@I@", i)],
+        NumberFormat::Shortest,
+    )?;
+    Program::new(solver()?)
+        .args(["-x", "beam.xml"])
+        .current_dir(dir)
+        .stdout(Capture::Discard)
+        .stderr(Capture::Memory)
+        .run()?;
+    Ok(read_attribute(
+        dir.join("_beam_outputs_.xml"),
+        "outputs",
+        "deviation",
+    )?)
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn on_hosts<M: Model>(env: &services::SshEnv, hosts: &[(usize, usize)]) -> Runner<M> {
+    let list: Vec<String> = hosts
+        .iter()
+        .map(|&(h, slots)| format!("{slots}/{}@{}:{}", env.user, env.hosts[h], env.port))
+        .collect();
+    Runner::<M>::new()
+        .backend(Backend::Ssh)
+        .set("hosts", list.join(","))
+        .set("key", env.key.display().to_string())
+        .set("known_hosts", env.known_hosts.display().to_string())
+}
+
+/// Median wall time of `runs` batches (after one warm-up, which also copies
+/// the binary to the hosts).
+fn time<M: Model>(
+    runs: usize,
+    make: impl Fn() -> Runner<M>,
+    inputs: &[M::Input],
+) -> Result<Duration, BoxError> {
+    make().map(inputs)?.values()?;
+    let mut all = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let batch = make().map(inputs)?;
+        all.push(start.elapsed());
+        batch.values()?;
+    }
+    Ok(median(all))
+}
+
+#[otwrap::main]
+fn main() -> Result<(), BoxError> {
+    let Some(env) = services::ssh("bench ssh") else {
+        return Ok(());
+    };
+    let n = env_usize("OTWRAP_BENCH_POINTS", 10_000);
+    let n_beam = env_usize("OTWRAP_BENCH_BEAM_POINTS", 1_000);
+    let runs = env_usize("OTWRAP_BENCH_RUNS", 5);
+    let inputs: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
+    println!("ssh over loopback: {n} trivial points, median of {runs} runs");
+    for (label, hosts) in [
+        ("1 slot  (1 host) ", vec![(0, 1)]),
+        ("4 slots (2 hosts)", vec![(0, 2), (1, 2)]),
+    ] {
+        let t = time(runs, || on_hosts::<trivial::Model>(&env, &hosts), &inputs)?;
+        println!(
+            "  {label}: {:8.3} s  {:9.0} points/s  {:7.1} µs/point of wall time",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64(),
+            t.as_secs_f64() * 1e6 / n as f64
+        );
+    }
+
+    let doe = Sample::read_csv(DOE)?.to_arrays::<4>()?;
+    let points: Vec<[f64; 4]> = (0..n_beam)
+        .map(|k| {
+            let mut p = doe[k % doe.len()];
+            p[0] += k as f64 * 1e-6;
+            p
+        })
+        .collect();
+    println!("beam: {n_beam} points, solver {}", solver()?.display());
+    let rayon = time(
+        runs,
+        || beam::runner().backend(Backend::Rayon).workers(2),
+        &points,
+    )?;
+    let ssh = time(runs, || on_hosts::<beam::Model>(&env, &[(0, 2)]), &points)?;
+    let rate = |t: Duration| n_beam as f64 / t.as_secs_f64();
+    println!(
+        "  rayon, 2 workers     : {:7.3} s  {:7.0} eval/s",
+        rayon.as_secs_f64(),
+        rate(rayon)
+    );
+    println!(
+        "  ssh, 1 host × 2 slots: {:7.3} s  {:7.0} eval/s  ({:.0}% of rayon)",
+        ssh.as_secs_f64(),
+        rate(ssh),
+        100.0 * rate(ssh) / rate(rayon)
+    );
+    Ok(())
+}
