@@ -92,7 +92,9 @@ fn serve(
     model: Option<String>,
 ) -> Result<(), String> {
     let missing = |var: &str| {
-        format!("{var} is not set: array-task mode is started by the otwrap slurm backend's job script")
+        format!(
+            "{var} is not set: array-task mode is started by the otwrap slurm backend's job script"
+        )
     };
     let run = run.ok_or_else(|| missing(RUN_ENV))?;
     let submission: u32 = submission
@@ -101,8 +103,9 @@ fn serve(
         .parse()
         .map_err(|_| format!("{SUBMISSION_ENV} is not a number"))?;
     let model = model.ok_or_else(|| missing(MODEL_ENV))?;
-    let task = env_number("SLURM_ARRAY_TASK_ID")?
-        .ok_or_else(|| "SLURM_ARRAY_TASK_ID is not set: this must run as a SLURM array task".to_string())?;
+    let task = env_number("SLURM_ARRAY_TASK_ID")?.ok_or_else(|| {
+        "SLURM_ARRAY_TASK_ID is not set: this must run as a SLURM array task".to_string()
+    })?;
     let restart = env_number("SLURM_RESTART_COUNT")?.unwrap_or(0);
     let job = std::env::var("SLURM_ARRAY_JOB_ID").unwrap_or_else(|_| "?".to_string());
     let reg = find_registered(&model).ok_or_else(|| {

@@ -27,7 +27,10 @@ pub(crate) fn check_worker(exe: &Path, model: &str) -> Result<(), String> {
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(format!("the worker program {} started without its pipes", exe.display()));
+        return Err(format!(
+            "the worker program {} started without its pipes",
+            exe.display()
+        ));
     };
     let model = model.to_string();
     let (tx, rx) = mpsc::channel();
@@ -65,7 +68,10 @@ pub(crate) fn check_worker(exe: &Path, model: &str) -> Result<(), String> {
         let _ = tx.send(answer);
     });
     let answer = rx.recv_timeout(CHECK_TIMEOUT).unwrap_or_else(|_| {
-        Err(format!("did not answer the worker handshake within {} s", CHECK_TIMEOUT.as_secs()))
+        Err(format!(
+            "did not answer the worker handshake within {} s",
+            CHECK_TIMEOUT.as_secs()
+        ))
     });
     if answer.is_ok() {
         // It was asked to shut down: give it a moment to exit by itself.

@@ -290,7 +290,11 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             Err(e) => backend_error(e),
             Ok(text) => {
                 let script = run_dir::script_file(&self.run, seq);
-                println!("# otwrap slurm dry run: {} points in {} array tasks", points.len(), tasks.len());
+                println!(
+                    "# otwrap slurm dry run: {} points in {} array tasks",
+                    points.len(),
+                    tasks.len()
+                );
                 println!("# would run: sbatch --parsable {}", script.display());
                 println!("# script {}:", script.display());
                 print!("{text}");
@@ -334,7 +338,8 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
                                 tracing::debug!("sinfo could not size the partition ({e}); assuming {FALLBACK_CPUS} CPUs");
                                 FALLBACK_CPUS
                             });
-                        let mut slots = (cpus / u64::from(o.cpus_per_task.unwrap_or(1).max(1))).max(1);
+                        let mut slots =
+                            (cpus / u64::from(o.cpus_per_task.unwrap_or(1).max(1))).max(1);
                         if let Some(n) = o.array_parallelism {
                             slots = slots.min(u64::from(n.max(1)));
                         }
@@ -400,7 +405,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             let tasks = match run_dir::read_all_tasks(&path) {
                 Ok(tasks) => tasks,
                 Err(e) => {
-                    tracing::warn!("cannot read {} ({e}); its points will be submitted again", path.display());
+                    tracing::warn!(
+                        "cannot read {} ({e}); its points will be submitted again",
+                        path.display()
+                    );
                     continue;
                 }
             };
@@ -444,18 +452,26 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         }
         let tasks = self.plan_tasks(&points);
         let max_array = if tasks.len() >= SAFE_ARRAY_SIZE {
-            *self.max_array.get_or_insert_with(|| {
-                match self.cli.config_value("MaxArraySize") {
+            *self
+                .max_array
+                .get_or_insert_with(|| match self.cli.config_value("MaxArraySize") {
                     Ok(Some(v)) => v.parse::<usize>().unwrap_or(SAFE_ARRAY_SIZE).max(1),
                     _ => SAFE_ARRAY_SIZE,
-                }
-            })
+                })
         } else {
             SAFE_ARRAY_SIZE
         };
         let chunks: Vec<&[Vec<usize>]> = tasks.chunks(max_array).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            let unsubmitted = || -> Vec<usize> { chunks[i..].iter().copied().flatten().flatten().copied().collect() };
+            let unsubmitted = || -> Vec<usize> {
+                chunks[i..]
+                    .iter()
+                    .copied()
+                    .flatten()
+                    .flatten()
+                    .copied()
+                    .collect()
+            };
             let seq = self.next_seq;
             self.next_seq += 1;
             let tasks_path = run_dir::tasks_file(&self.run, seq);
@@ -471,7 +487,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             })?;
             let job_id = self.cli.sbatch(&script_path).map_err(|e| {
                 (
-                    format!("sbatch refused the job script {}: {e}", script_path.display()),
+                    format!(
+                        "sbatch refused the job script {}: {e}",
+                        script_path.display()
+                    ),
                     unsubmitted(),
                 )
             })?;
@@ -505,7 +524,13 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
                     }
                 })
                 .collect();
-            self.submissions.insert(seq, Submission { job_id, tasks: tracks });
+            self.submissions.insert(
+                seq,
+                Submission {
+                    job_id,
+                    tasks: tracks,
+                },
+            );
         }
         self.backoff = Backoff::new();
         self.next_poll = Instant::now() + Backoff::MIN;
@@ -520,7 +545,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
     fn read_results(&mut self, sink: &mut dyn FnMut(Event<M::Output>), all: bool) {
         let dir = self.run.join(run_dir::RESULTS);
         let mtime = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
-        if all || mtime != self.results_mtime || self.last_listing.elapsed() > Duration::from_secs(5) {
+        if all
+            || mtime != self.results_mtime
+            || self.last_listing.elapsed() > Duration::from_secs(5)
+        {
             self.results_mtime = mtime;
             self.last_listing = Instant::now();
             if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -604,8 +632,13 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         start: Option<TaskStart>,
         sink: &mut dyn FnMut(Event<M::Output>),
     ) {
-        let Some(index) = usize::try_from(index).ok().filter(|&i| i < self.points.len()) else {
-            tracing::warn!("a result record names point {index}, which is not in the batch; ignored");
+        let Some(index) = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < self.points.len())
+        else {
+            tracing::warn!(
+                "a result record names point {index}, which is not in the batch; ignored"
+            );
             return;
         };
         let from_assigned = self.points[index].assigned == Some((seq, task));
@@ -665,7 +698,9 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
 
     fn location(&self, start: Option<&TaskStart>) -> Location {
         Location {
-            host: start.map(|s| s.host.clone()).unwrap_or_else(|| "?".to_string()),
+            host: start
+                .map(|s| s.host.clone())
+                .unwrap_or_else(|| "?".to_string()),
             backend: "slurm".to_string(),
             pid: start.map(|s| s.pid),
             workdir: None,
@@ -694,8 +729,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             Ok(None) => HashMap::new(),
             Err(e) => {
                 self.squeue_failures += 1;
-                if self.squeue_failures == 1 || self.squeue_failures % 10 == 0 {
-                    tracing::warn!("squeue failed ({e}); results still arrive through the run directory");
+                if self.squeue_failures == 1 || self.squeue_failures.is_multiple_of(10) {
+                    tracing::warn!(
+                        "squeue failed ({e}); results still arrive through the run directory"
+                    );
                 }
                 self.backoff.after_poll(false);
                 self.next_poll = Instant::now() + self.backoff.current();
@@ -766,7 +803,9 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
                 }
             };
             for task in tasks {
-                let Some(t) = self.task_mut(seq, task) else { continue };
+                let Some(t) = self.task_mut(seq, task) else {
+                    continue;
+                };
                 match known.get(&(job_id.clone(), task)) {
                     Some((seen, code)) => {
                         if poll::is_final(&seen.state) {
@@ -899,9 +938,13 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
     }
 
     fn settle(&mut self, seq: u32, task: u32, sink: &mut dyn FnMut(Event<M::Output>)) {
-        let Some(sub) = self.submissions.get_mut(&seq) else { return };
+        let Some(sub) = self.submissions.get_mut(&seq) else {
+            return;
+        };
         let job_id = sub.job_id.clone();
-        let Some(t) = sub.tasks.get_mut(task as usize) else { return };
+        let Some(t) = sub.tasks.get_mut(task as usize) else {
+            return;
+        };
         t.settled = true;
         let lost: Vec<usize> = t
             .points
@@ -970,6 +1013,7 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         if exhausted.is_empty() {
             return;
         }
+        let state = self.with_exit_code(seq, task, &job_id, state);
         let stderr_tail = tail_lines(&err_log, STDERR_TAIL_LINES);
         for p in exhausted {
             let attempts = self.points[p].attempts;
@@ -1009,10 +1053,38 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         }
     }
 
+    /// Adds the exit code SLURM recorded for a failed task (one scontrol
+    /// call, made only for points that fail for good).
+    fn with_exit_code(&mut self, seq: u32, task: u32, job_id: &str, state: String) -> String {
+        let needs = self
+            .submissions
+            .get(&seq)
+            .and_then(|s| s.tasks.get(task as usize))
+            .is_some_and(|t| {
+                t.exit_code.is_none()
+                    && !t.vanished
+                    && t.seen.as_ref().is_some_and(|s| poll::is_final(&s.state))
+            });
+        if !needs {
+            return state;
+        }
+        let code = match self.cli.show_job(&format!("{job_id}_{task}")) {
+            Ok(Some(text)) => poll::parse_scontrol(&text)
+                .remove(&(job_id.to_string(), task))
+                .map(|(_, code)| code),
+            _ => None,
+        };
+        match code.filter(|c| c != "0:0" && !c.is_empty()) {
+            Some(code) => format!("{state}, exit code {code}"),
+            None => state,
+        }
+    }
+
     /// Resubmits lost points together, once the other tasks are over or
     /// the first loss has waited a little.
     fn resubmit_lost(&mut self, sink: &mut dyn FnMut(Event<M::Output>)) -> Result<(), Error> {
-        self.retry_queue.retain(|&p| !self.points[p].reported && self.points[p].assigned.is_none());
+        self.retry_queue
+            .retain(|&p| !self.points[p].reported && self.points[p].assigned.is_none());
         if self.retry_queue.is_empty() {
             self.lost_since = None;
             let active = self.active_tasks();
@@ -1053,7 +1125,9 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             }
             for p in unsubmitted {
                 let failure = PointFailure::NotRun {
-                    reason: format!("its array task was lost and resubmitting it failed: {message}"),
+                    reason: format!(
+                        "its array task was lost and resubmitting it failed: {message}"
+                    ),
                 };
                 self.report(p, Err((failure, self.location(None))), sink);
             }
@@ -1123,7 +1197,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             Ok(()) => tracing::info!("cancelled SLURM jobs {}", ids.join(",")),
             Err(e) => {
                 tracing::error!("scancel {} failed: {e}", ids.join(" "));
-                eprintln!("otwrap: could not cancel SLURM jobs {} ({e}); cancel them by hand", ids.join(" "));
+                eprintln!(
+                    "otwrap: could not cancel SLURM jobs {} ({e}); cancel them by hand",
+                    ids.join(" ")
+                );
             }
         }
     }

@@ -33,7 +33,10 @@ pub(crate) fn is_final(state: &str) -> bool {
 
 /// `true` while a task waits to start.
 pub(crate) fn is_pending(state: &str) -> bool {
-    matches!(state, "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED")
+    matches!(
+        state,
+        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+    )
 }
 
 /// What an ended state means, for point errors.
@@ -255,20 +258,48 @@ mod tests {
 
     #[test]
     fn states_and_reasons() {
-        for s in ["COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "PREEMPTED"] {
+        for s in [
+            "COMPLETED",
+            "FAILED",
+            "TIMEOUT",
+            "OUT_OF_MEMORY",
+            "NODE_FAIL",
+            "CANCELLED",
+            "PREEMPTED",
+        ] {
             assert!(is_final(s), "{s}");
         }
-        for s in ["PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUED"] {
+        for s in [
+            "PENDING",
+            "RUNNING",
+            "COMPLETING",
+            "CONFIGURING",
+            "SUSPENDED",
+            "REQUEUED",
+        ] {
             assert!(!is_final(s), "{s}");
         }
         assert_eq!(classify_reason("InvalidAccount"), Pending::Fatal);
         assert_eq!(classify_reason("PartitionConfig"), Pending::Fatal);
-        assert_eq!(classify_reason("QOSMaxWallDurationPerJobLimit"), Pending::Fatal);
+        assert_eq!(
+            classify_reason("QOSMaxWallDurationPerJobLimit"),
+            Pending::Fatal
+        );
         assert_eq!(classify_reason("QOSMaxJobsPerUserLimit"), Pending::Blocked);
         assert_eq!(classify_reason("AssocGrpCpuLimit"), Pending::Blocked);
-        assert_eq!(classify_reason("ReqNodeNotAvail, Reserved for maintenance"), Pending::Blocked);
+        assert_eq!(
+            classify_reason("ReqNodeNotAvail, Reserved for maintenance"),
+            Pending::Blocked
+        );
         assert_eq!(classify_reason("JobHeldUser"), Pending::Blocked);
-        for r in ["None", "Priority", "Resources", "JobArrayTaskLimit", "BeginTime", "Dependency"] {
+        for r in [
+            "None",
+            "Priority",
+            "Resources",
+            "JobArrayTaskLimit",
+            "BeginTime",
+            "Dependency",
+        ] {
             assert_eq!(classify_reason(r), Pending::Normal, "{r}");
         }
     }

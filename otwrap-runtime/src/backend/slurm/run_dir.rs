@@ -118,12 +118,15 @@ pub(crate) fn encode_inputs<T: Serialize>(
     hasher.update(salt);
     hasher.update(&(inputs.len() as u64).to_le_bytes());
     let mut file = match out {
-        Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
-            format!("cannot create {}: {e}", path.display())
-        })?)),
+        Some(path) => {
+            Some(BufWriter::new(File::create(path).map_err(|e| {
+                format!("cannot create {}: {e}", path.display())
+            })?))
+        }
         None => None,
     };
-    let mut offsets: Vec<u64> = Vec::with_capacity(if out.is_some() { inputs.len() + 1 } else { 0 });
+    let mut offsets: Vec<u64> =
+        Vec::with_capacity(if out.is_some() { inputs.len() + 1 } else { 0 });
     let mut position = 0u64;
     let mut buf = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
@@ -166,7 +169,8 @@ pub(crate) struct InputsFile {
 
 impl InputsFile {
     pub(crate) fn open(path: &Path) -> Result<InputsFile, String> {
-        let mut file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut file =
+            File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let damaged = |what: &str| format!("{} is damaged ({what})", path.display());
         let len = file
             .metadata()
@@ -272,8 +276,8 @@ pub(crate) fn write_tasks(path: &Path, tasks: &[Vec<usize>]) -> Result<(), Strin
 
 fn read_tasks_file(path: &Path) -> Result<TasksFile, String> {
     let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: TasksFile = crate::codec::decode(&bytes)
-        .map_err(|e| format!("{} is damaged: {e}", path.display()))?;
+    let file: TasksFile =
+        crate::codec::decode(&bytes).map_err(|e| format!("{} is damaged: {e}", path.display()))?;
     if file.format != FORMAT {
         return Err(format!(
             "{} has run format {}, this program reads {FORMAT}",
@@ -593,8 +597,14 @@ mod tests {
         let h2 = encode_inputs("m::f", b"", &inputs, None).expect("hash");
         assert_eq!(h1, h2);
         assert_ne!(h1, encode_inputs("m::g", b"", &inputs, None).expect("hash"));
-        assert_ne!(h1, encode_inputs("m::f", b"v2", &inputs, None).expect("hash"));
-        assert_ne!(h1, encode_inputs("m::f", b"", &inputs[1..], None).expect("hash"));
+        assert_ne!(
+            h1,
+            encode_inputs("m::f", b"v2", &inputs, None).expect("hash")
+        );
+        assert_ne!(
+            h1,
+            encode_inputs("m::f", b"", &inputs[1..], None).expect("hash")
+        );
         let mut file = InputsFile::open(&path).expect("open");
         assert_eq!(file.len(), 50);
         for i in [0u64, 7, 49] {

@@ -100,7 +100,9 @@ pub(crate) fn render(spec: &ScriptSpec<'_>) -> Result<String, String> {
     }
     for extra in o.sbatch.iter().flatten() {
         if extra.contains(['\n', '\r']) {
-            return Err(format!("the sbatch directive {extra:?} must be on one line"));
+            return Err(format!(
+                "the sbatch directive {extra:?} must be on one line"
+            ));
         }
         let _ = writeln!(s, "#SBATCH {extra}");
     }

@@ -1,0 +1,181 @@
+//! The slurm backend against rayon on this machine's single-node SLURM
+//! (`scripts/services/slurm.sh start`): wall time and throughput of 1,000
+//! trivial points and of 200 beam points (work dir + template + solver +
+//! parse), with the number of sbatch, squeue and other SLURM calls each
+//! batch made. Run with `cargo bench --bench slurm`; OTWRAP_BENCH_TRIVIAL,
+//! OTWRAP_BENCH_BEAM and OTWRAP_BENCH_RUNS change the sizes. Every SLURM run
+//! uses a fresh run directory (no resume). Prints medians.
+
+#[path = "../examples/beam/common.rs"]
+mod common;
+#[path = "../tests/support/services.rs"]
+mod services;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{solver, template, BoxError};
+use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program};
+use otwrap::prelude::*;
+use otwrap::Sample;
+
+const DOE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/beam/doe.csv");
+
+#[parallelize(backend = "rayon", progress = "never")]
+fn trivial(x: f64) -> f64 {
+    x.mul_add(2.0, 1.0)
+}
+
+#[parallelize(backend = "rayon", progress = "never")]
+#[temp_workdir(prefix = "otwrap-bench-slurm-beam-", cleanup = "always")]
+fn beam(x: [f64; 4], #[workdir] dir: &Path) -> Result<f64, BoxError> {
+    let [f, e, l, i] = x;
+    template()?.fill_to(
+        dir.join("beam.xml"),
+        &[("@F@", f), ("@E@", e), ("@L@", l), ("@I@", i)],
+        NumberFormat::Shortest,
+    )?;
+    Program::new(solver()?)
+        .args(["-x", "beam.xml"])
+        .current_dir(dir)
+        .stdout(Capture::Discard)
+        .stderr(Capture::Memory)
+        .run()?;
+    Ok(read_attribute(
+        dir.join("_beam_outputs_.xml"),
+        "outputs",
+        "deviation",
+    )?)
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The `calls ...` part of the last line of the run's `driver.log`.
+fn calls_of(runs: &Path) -> String {
+    let Some(run) = std::fs::read_dir(runs)
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
+    else {
+        return "?".into();
+    };
+    std::fs::read_to_string(run.join("driver.log"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .last()
+                .and_then(|l| l.split_once("calls "))
+                .map(|(_, c)| c.to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Times `runs` SLURM batches (each in a fresh run directory) and returns
+/// the median and the calls of the last run.
+fn time_slurm(
+    runs: usize,
+    mut batch: impl FnMut(&Path) -> Result<(), BoxError>,
+) -> Result<(Duration, String), BoxError> {
+    let mut times = Vec::new();
+    let mut calls = String::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let start = Instant::now();
+        batch(dir.path())?;
+        times.push(start.elapsed());
+        calls = calls_of(dir.path());
+    }
+    Ok((median(times), calls))
+}
+
+fn time_rayon(
+    runs: usize,
+    mut batch: impl FnMut() -> Result<(), BoxError>,
+) -> Result<Duration, BoxError> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        batch()?;
+        times.push(start.elapsed());
+    }
+    Ok(median(times))
+}
+
+fn line(name: &str, n: usize, t: Duration, calls: &str) {
+    println!(
+        "{name:<32} {:>9.3} s {:>10.1} points/s   {calls}",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64()
+    );
+}
+
+#[otwrap::main]
+fn main() -> Result<(), BoxError> {
+    let Some(env) = services::slurm("bench slurm") else {
+        return Ok(());
+    };
+    let n_trivial = env_usize("OTWRAP_BENCH_TRIVIAL", 1000);
+    let n_beam = env_usize("OTWRAP_BENCH_BEAM", 200);
+    let runs = env_usize("OTWRAP_BENCH_RUNS", 3);
+    println!(
+        "slurm bench: single-node SLURM declaring {} CPUs on {} cores, median of {runs} runs",
+        env.cpus,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let inputs: Vec<f64> = (0..n_trivial).map(|i| i as f64).collect();
+    let expected = trivial::runner().map(&inputs)?.values()?;
+    let rayon = time_rayon(runs, || {
+        trivial::runner().workers(2).map(&inputs)?.values()?;
+        Ok(())
+    })?;
+    let (slurm, calls) = time_slurm(runs, |dir| {
+        let values = trivial::runner()
+            .backend(Backend::Slurm)
+            .set("run_dir", dir.display().to_string())
+            .map(&inputs)?
+            .values()?;
+        assert_eq!(values, expected);
+        Ok(())
+    })?;
+    println!("{n_trivial} trivial points:");
+    line("  rayon, 2 workers", n_trivial, rayon, "");
+    line("  slurm (default grouping)", n_trivial, slurm, &calls);
+
+    let doe = Sample::read_csv(DOE)?.to_arrays::<4>()?;
+    let points: Vec<[f64; 4]> = (0..n_beam)
+        .map(|k| {
+            let mut p = doe[k % doe.len()];
+            p[0] += k as f64 * 1e-6;
+            p
+        })
+        .collect();
+    solver()?;
+    let expected = beam::runner().map(&points)?.values()?;
+    let rayon = time_rayon(runs, || {
+        beam::runner().workers(2).map(&points)?.values()?;
+        Ok(())
+    })?;
+    let (slurm, calls) = time_slurm(runs, |dir| {
+        let values = beam::runner()
+            .backend(Backend::Slurm)
+            .set("run_dir", dir.display().to_string())
+            .map(&points)?
+            .values()?;
+        assert_eq!(values, expected);
+        Ok(())
+    })?;
+    println!("{n_beam} beam points:");
+    line("  rayon, 2 workers", n_beam, rayon, "");
+    line("  slurm (default grouping)", n_beam, slurm, &calls);
+    Ok(())
+}
