@@ -72,6 +72,15 @@ fn picky(k: u32, log: String) -> Result<u32, String> {
     Ok(k * 3)
 }
 
+/// Point 2 hangs.
+#[parallelize(backend = "rayon", progress = "never")]
+fn hangs_on_two(k: u32) -> u32 {
+    if k == 2 {
+        std::thread::sleep(Duration::from_secs(120));
+    }
+    k
+}
+
 /// Point 3 kills its array task.
 #[parallelize(backend = "rayon", progress = "never")]
 fn task_killer(k: u32) -> u32 {
@@ -388,6 +397,45 @@ fn cancelled_task_is_retried() -> Result<(), Failed> {
     check(evals.len() < 20, || format!("evaluations: {evals:?}"))
 }
 
+/// The child driver of `ctrl_c_cancels_the_jobs`: a long batch that the
+/// test interrupts.
+fn child_interrupted() -> i32 {
+    let (Some(run_dir), Some(log)) = (
+        std::env::var_os(CHILD_RUN_DIR_ENV),
+        std::env::var(CHILD_LOG_ENV).ok(),
+    ) else {
+        eprintln!("child driver: missing environment");
+        return 2;
+    };
+    let inputs: Vec<(u32, String, u64)> = (0..24).map(|k| (k, log.clone(), 1500)).collect();
+    match paced::runner()
+        .backend(Backend::Slurm)
+        .set("run_dir", PathBuf::from(run_dir).display().to_string())
+        .set("points_per_task", 3u32)
+        .map(&inputs)
+    {
+        Ok(batch) => {
+            let s = batch.summary();
+            println!("not_run={} succeeded={}", s.not_run, s.succeeded());
+            let interrupted = batch.results().iter().any(|r| {
+                r.as_ref()
+                    .err()
+                    .is_some_and(|e| e.is_not_run() && e.to_string().contains("Ctrl-C"))
+            });
+            if s.not_run > 0 && interrupted {
+                0
+            } else {
+                eprintln!("child driver: not interrupted: {s}");
+                4
+            }
+        }
+        Err(e) => {
+            eprintln!("child driver: {e}");
+            3
+        }
+    }
+}
+
 /// The child driver of `killed_driver_resumes`.
 fn child_driver() -> i32 {
     let (Some(run_dir), Some(log)) = (
@@ -465,6 +513,120 @@ fn killed_driver_resumes() -> Result<(), Failed> {
     check(job_ids(&run).len() == 1, || {
         format!("jobs: {:?}", job_ids(&run))
     })
+}
+
+fn ctrl_c_cancels_the_jobs() -> Result<(), Failed> {
+    if services::slurm("slurm_ctrl_c_cancels_the_jobs").is_none() {
+        return Ok(());
+    }
+    let base = scratch("ctrl-c")?;
+    let runs = base.path().join("runs");
+    let log = base.path().join("evals");
+    let mut child = Command::new(std::env::current_exe()?)
+        .env(CHILD_ENV, "interrupted")
+        .env(CHILD_RUN_DIR_ENV, &runs)
+        .env(CHILD_LOG_ENV, &log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let waited = wait_for("a finished point", Duration::from_secs(60), || {
+        !evaluations(&log).is_empty()
+    });
+    // SAFETY: signals the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let interrupted = Instant::now();
+    if let Err(e) = waited {
+        let _ = child.kill();
+        return Err(e);
+    }
+    let out = child.wait_with_output()?;
+    let took = interrupted.elapsed();
+    check(out.status.success(), || {
+        format!(
+            "the interrupted driver: {:?}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    check(took < Duration::from_secs(10), || {
+        format!("Ctrl-C took {took:?} to return")
+    })?;
+    let run = run_dir_in(&runs)?;
+    let job = job_ids(&run).first().cloned().ok_or("no job recorded")?;
+    wait_for(
+        "every task of the job to end",
+        Duration::from_secs(20),
+        || {
+            slurm_command("squeue", &["-h", "-t", "all", "-j", &job, "-o", "%T"]).is_ok_and(
+                |text| {
+                    text.lines()
+                        .all(|state| matches!(state.trim(), "CANCELLED" | "COMPLETED"))
+                },
+            )
+        },
+    )?;
+    let states = slurm_command("squeue", &["-h", "-t", "all", "-j", &job, "-o", "%T"])?;
+    check(states.contains("CANCELLED"), || format!("states: {states}"))
+}
+
+fn held_job_fails_after_start_timeout() -> Result<(), Failed> {
+    if services::slurm("slurm_held_job_fails_after_start_timeout").is_none() {
+        return Ok(());
+    }
+    let base = scratch("held")?;
+    let runs = base.path().join("runs");
+    let started = Instant::now();
+    let e = trivial::runner()
+        .backend(Backend::Slurm)
+        .set("run_dir", runs.display().to_string())
+        .set("sbatch", vec!["--hold".to_string()])
+        .set("start_timeout", 2u32)
+        .map(&[1.0, 2.0, 3.0])
+        .err()
+        .ok_or("a held job should fail the batch")?;
+    let text = e.to_string();
+    check(
+        text.contains("JobHeldUser") && text.contains("start_timeout"),
+        || text.clone(),
+    )?;
+    check(started.elapsed() < Duration::from_secs(30), || {
+        format!("gave up after {:?}", started.elapsed())
+    })?;
+    let run = run_dir_in(&runs)?;
+    let job = job_ids(&run).first().cloned().ok_or("no job recorded")?;
+    let states = slurm_command("squeue", &["-h", "-t", "all", "-j", &job, "-o", "%T"])?;
+    check(states.lines().all(|s| s.trim() == "CANCELLED"), || {
+        format!("the held job should be cancelled: {states}")
+    })
+}
+
+fn point_timeout_fails_that_point() -> Result<(), Failed> {
+    if services::slurm("slurm_point_timeout_fails_that_point").is_none() {
+        return Ok(());
+    }
+    let base = scratch("point-timeout")?;
+    let inputs: Vec<u32> = (0..8).collect();
+    let batch = hangs_on_two::runner()
+        .backend(Backend::Slurm)
+        .set("run_dir", base.path().join("runs").display().to_string())
+        .set("points_per_task", 4u32)
+        .timeout(Duration::from_secs(2))
+        .map(&inputs)?;
+    for (k, r) in batch.results().iter().enumerate() {
+        if k == 2 {
+            let e = r.as_ref().err().ok_or("point 2 should time out")?;
+            check(matches!(e.failure(), PointFailure::Timeout { .. }), || {
+                format!("{e}")
+            })?;
+        } else {
+            check(r.as_ref().ok() == Some(&(k as u32)), || {
+                format!("point {k}: {r:?}")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn model_failure_fails_one_point() -> Result<(), Failed> {
@@ -605,6 +767,7 @@ fn main() {
     if let Ok(mode) = std::env::var(CHILD_ENV) {
         std::process::exit(match mode.as_str() {
             "driver" => child_driver(),
+            "interrupted" => child_interrupted(),
             other => {
                 eprintln!("unknown child mode {other:?}");
                 2
@@ -630,6 +793,15 @@ fn main() {
         Trial::test(
             "slurm_bad_options_are_clear_errors",
             bad_options_are_clear_errors,
+        ),
+        Trial::test("slurm_ctrl_c_cancels_the_jobs", ctrl_c_cancels_the_jobs),
+        Trial::test(
+            "slurm_held_job_fails_after_start_timeout",
+            held_job_fails_after_start_timeout,
+        ),
+        Trial::test(
+            "slurm_point_timeout_fails_that_point",
+            point_timeout_fails_that_point,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

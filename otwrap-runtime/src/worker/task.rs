@@ -7,6 +7,10 @@
 //! SIGTERM (sent by SLURM before it kills a task at its time limit or on
 //! scancel) lets the point being evaluated finish, if it can within SLURM's
 //! grace period, and stops the task before the next one.
+//!
+//! With a per-point `timeout`, each point runs in its own thread; a point
+//! over time is recorded as timed out and the task ends at once (a thread
+//! cannot be stopped), its other points going back to the driver.
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -14,13 +18,15 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::backend::slurm::run_dir::{
     self, frame_record, read_task, result_file, tasks_file, InputsFile, RecordReader, TaskRecord,
 };
 use crate::error::PointFailure;
 use crate::layers::Failed;
-use crate::model::{find_registered, registered_ids, EvalContext};
+use crate::model::{find_registered, registered_ids, EvalContext, InvokeFn};
 
 use super::protocol::WORKER_ENV;
 
@@ -32,6 +38,8 @@ pub(crate) const RUN_ENV: &str = "OTWRAP_TASK_RUN";
 pub(crate) const SUBMISSION_ENV: &str = "OTWRAP_TASK_SUBMISSION";
 /// The model's id.
 pub(crate) const MODEL_ENV: &str = "OTWRAP_TASK_MODEL";
+/// The per-point timeout in seconds (the batch's `timeout`), if any.
+pub(crate) const TIMEOUT_ENV: &str = "OTWRAP_TASK_TIMEOUT";
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -50,8 +58,13 @@ pub(crate) fn run() -> ! {
     let run = std::env::var_os(RUN_ENV).map(PathBuf::from);
     let submission = std::env::var(SUBMISSION_ENV).ok();
     let model = std::env::var(MODEL_ENV).ok();
+    let timeout = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .and_then(|t| Duration::try_from_secs_f64(t).ok())
+        .filter(|t| !t.is_zero());
     // Programs the model starts must not believe they are workers too.
-    for var in [WORKER_ENV, RUN_ENV, SUBMISSION_ENV, MODEL_ENV] {
+    for var in [WORKER_ENV, RUN_ENV, SUBMISSION_ENV, MODEL_ENV, TIMEOUT_ENV] {
         std::env::remove_var(var);
     }
     // SAFETY: the handler only stores to an atomic.
@@ -61,7 +74,7 @@ pub(crate) fn run() -> ! {
             on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t,
         );
     }
-    let code = match serve(run, submission, model) {
+    let code = match serve(run, submission, model, timeout) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!(
@@ -90,6 +103,7 @@ fn serve(
     run: Option<PathBuf>,
     submission: Option<String>,
     model: Option<String>,
+    timeout: Option<Duration>,
 ) -> Result<(), String> {
     let missing = |var: &str| {
         format!(
@@ -157,14 +171,61 @@ fn serve(
             break;
         }
         let outcome = match inputs.get(index) {
-            Ok(bytes) => (reg.invoke)(
-                &bytes,
-                &EvalContext::new(usize::try_from(index).unwrap_or(usize::MAX)),
-            ),
+            Ok(bytes) => match timeout {
+                None => (reg.invoke)(&bytes, &context(index)),
+                Some(limit) => match evaluate_within(reg.invoke, bytes, index, limit) {
+                    Some(outcome) => outcome,
+                    None => {
+                        let failure = PointFailure::Timeout { after: limit };
+                        append(&TaskRecord::Point {
+                            index,
+                            outcome: Err(Failed::from(failure)),
+                        })?;
+                        // The evaluation still runs in its thread: end the
+                        // task now; its other points go back to the driver.
+                        append(&TaskRecord::End {
+                            evaluated: evaluated + 1,
+                            stopped: true,
+                        })?;
+                        std::process::exit(0);
+                    }
+                },
+            },
             Err(message) => Err(Failed::from(PointFailure::Protocol { message })),
         };
         append(&TaskRecord::Point { index, outcome })?;
         evaluated += 1;
     }
     append(&TaskRecord::End { evaluated, stopped })
+}
+
+fn context(index: u64) -> EvalContext {
+    EvalContext::new(usize::try_from(index).unwrap_or(usize::MAX))
+}
+
+/// Evaluates one point in its own thread; `None` when it runs past `limit`.
+fn evaluate_within(
+    invoke: InvokeFn,
+    bytes: Vec<u8>,
+    index: u64,
+    limit: Duration,
+) -> Option<Result<Vec<u8>, Failed>> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("otwrap-point-{index}"))
+        .spawn(move || {
+            let _ = tx.send(invoke(&bytes, &context(index)));
+        });
+    if let Err(e) = spawned {
+        return Some(Err(Failed::from(PointFailure::Setup {
+            message: format!("cannot start the evaluation thread: {e}"),
+        })));
+    }
+    match rx.recv_timeout(limit) {
+        Ok(outcome) => Some(outcome),
+        Err(mpsc::RecvTimeoutError::Timeout) => None,
+        Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(Failed::from(PointFailure::Panic {
+            message: "the evaluation thread ended without a result".to_string(),
+        }))),
+    }
 }

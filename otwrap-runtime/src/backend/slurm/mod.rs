@@ -318,6 +318,7 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             submission: seq,
             model_id: M::ID,
             exe: &self.exe,
+            timeout: self.job.settings.timeout,
         }
     }
 

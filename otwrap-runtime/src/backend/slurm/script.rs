@@ -24,6 +24,8 @@ pub(crate) struct ScriptSpec<'a> {
     pub(crate) model_id: &'a str,
     /// The absolute worker executable.
     pub(crate) exe: &'a Path,
+    /// The per-point timeout, enforced by the task.
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 /// The `.out` and `.err` files of array task `task` of job `job_id`, as the
@@ -123,12 +125,16 @@ pub(crate) fn render(spec: &ScriptSpec<'_>) -> Result<String, String> {
         }
     }
     s.push('\n');
-    for (var, value) in [
-        (crate::worker::protocol::WORKER_ENV, task::TASK_MODE),
-        (task::RUN_ENV, run_dir),
-        (task::SUBMISSION_ENV, &spec.submission.to_string()),
-        (task::MODEL_ENV, spec.model_id),
-    ] {
+    let timeout = spec.timeout.map(|t| t.as_secs_f64().to_string());
+    let vars = [
+        (crate::worker::protocol::WORKER_ENV, Some(task::TASK_MODE)),
+        (task::RUN_ENV, Some(run_dir)),
+        (task::SUBMISSION_ENV, Some(&spec.submission.to_string())),
+        (task::MODEL_ENV, Some(spec.model_id)),
+        (task::TIMEOUT_ENV, timeout.as_deref()),
+    ];
+    for (var, value) in vars {
+        let Some(value) = value else { continue };
         let _ = writeln!(s, "{var}={}", shell_quote(value));
         let _ = writeln!(s, "export {var}");
     }
@@ -179,6 +185,7 @@ mod tests {
             submission: 3,
             model_id: "crate::beam",
             exe: Path::new("/shared/bin/my prog"),
+            timeout: Some(std::time::Duration::from_millis(1500)),
         };
         let text = render(&spec).expect("render");
         for line in [
@@ -202,6 +209,7 @@ mod tests {
             "OTWRAP_TASK_RUN='/shared/it'\\''s/run'\n",
             "OTWRAP_TASK_SUBMISSION=3\n",
             "OTWRAP_TASK_MODEL=crate::beam\n",
+            "OTWRAP_TASK_TIMEOUT=1.5\n",
             "exec '/shared/bin/my prog'\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
@@ -223,6 +231,7 @@ mod tests {
             submission: 0,
             model_id: "m",
             exe: Path::new("/bin/true"),
+            timeout: None,
         };
         let e = render(&spec).unwrap_err();
         assert!(e.contains("double quote"), "{e}");
