@@ -132,6 +132,16 @@ fn main() -> Result<(), BoxError> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
+    if n_trivial > 0 {
+        bench_trivial(n_trivial, runs)?;
+    }
+    if n_beam > 0 {
+        bench_beam(n_beam, runs)?;
+    }
+    Ok(())
+}
+
+fn bench_trivial(n_trivial: usize, runs: usize) -> Result<(), BoxError> {
     let inputs: Vec<f64> = (0..n_trivial).map(|i| i as f64).collect();
     let expected = trivial::runner().map(&inputs)?.values()?;
     let rayon = time_rayon(runs, || {
@@ -150,7 +160,10 @@ fn main() -> Result<(), BoxError> {
     println!("{n_trivial} trivial points:");
     line("  rayon, 2 workers", n_trivial, rayon, "");
     line("  slurm (default grouping)", n_trivial, slurm, &calls);
+    Ok(())
+}
 
+fn bench_beam(n_beam: usize, runs: usize) -> Result<(), BoxError> {
     let doe = Sample::read_csv(DOE)?.to_arrays::<4>()?;
     let points: Vec<[f64; 4]> = (0..n_beam)
         .map(|k| {

@@ -966,28 +966,29 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             (Some(_), None) => lost.first().copied(),
             _ => None,
         };
-        let state = match (&t.seen, t.vanished, t.ended) {
-            (_, _, Some(true)) => format!(
-                "stopped by SIGTERM{}",
-                t.seen
-                    .as_ref()
-                    .map(|s| format!(" (state {})", s.state))
-                    .unwrap_or_default()
+        let (state, why) = match (&t.seen, t.vanished, t.ended) {
+            (seen, _, Some(true)) => (
+                match seen {
+                    Some(s) => format!("was stopped by SIGTERM and ended {}", s.state),
+                    None => "was stopped by SIGTERM".to_string(),
+                },
+                seen.as_ref()
+                    .map(|s| poll::explain_state(&s.state))
+                    .unwrap_or(""),
             ),
-            (Some(seen), false, _) => {
-                let mut s = format!("ended {}", seen.state);
-                let why = poll::explain_state(&seen.state);
-                if !why.is_empty() {
-                    s.push_str(&format!(" ({why})"));
-                }
-                if let Some(code) = t.exit_code.as_ref().filter(|c| c.as_str() != "0:0") {
-                    s.push_str(&format!(", exit code {code}"));
-                }
-                s
-            }
-            _ => "ended in a state SLURM no longer reports (cancelled while pending, or ended more than \
-                  MinJobAge ago) without writing its end record"
-                .to_string(),
+            (Some(seen), false, _) => (
+                format!("ended {}", seen.state),
+                poll::explain_state(&seen.state),
+            ),
+            _ => (
+                "ended without its end record".to_string(),
+                "SLURM no longer lists it: cancelled while pending, or ended more than MinJobAge ago",
+            ),
+        };
+        let why = match t.exit_code.as_ref().filter(|c| c.as_str() != "0:0") {
+            Some(code) if why.is_empty() => format!("exit code {code}"),
+            Some(code) => format!("exit code {code}; {why}"),
+            None => why.to_string(),
         };
         let started = t.started.clone();
         let (out_log, err_log) = script::task_logs(&self.log_dir, &job_id, task);
@@ -1014,25 +1015,27 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         if exhausted.is_empty() {
             return;
         }
-        let state = self.with_exit_code(seq, task, &job_id, state);
+        let why = self.with_exit_code(seq, task, &job_id, why);
         let stderr_tail = tail_lines(&err_log, STDERR_TAIL_LINES);
         for p in exhausted {
             let attempts = self.points[p].attempts;
-            let status = if Some(p) == culprit {
-                format!(
-                    "of SLURM array task {job_id}_{task} {state} while evaluating this point \
-                     ({attempts} attempts, retries = {retries}); task logs {} and {}",
-                    out_log.display(),
-                    err_log.display()
-                )
+            let when = if Some(p) == culprit {
+                "while evaluating this point"
             } else {
-                format!(
-                    "of SLURM array task {job_id}_{task} {state} before this point finished \
-                     ({attempts} attempts, retries = {retries}); task logs {} and {}",
-                    out_log.display(),
-                    err_log.display()
-                )
+                "before this point started"
             };
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            let status = format!(
+                "of SLURM array task {job_id}_{task} {state} {when}{why}; attempt {attempts} of {}; \
+                 task logs {} and {}",
+                retries + 1,
+                out_log.display(),
+                err_log.display()
+            );
             let failure = PointFailure::WorkerCrashed {
                 status,
                 stderr_tail: stderr_tail.clone(),
@@ -1054,9 +1057,9 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         }
     }
 
-    /// Adds the exit code SLURM recorded for a failed task (one scontrol
-    /// call, made only for points that fail for good).
-    fn with_exit_code(&mut self, seq: u32, task: u32, job_id: &str, state: String) -> String {
+    /// Adds the exit code SLURM recorded for a failed task to `why` (one
+    /// scontrol call, made only for points that fail for good).
+    fn with_exit_code(&mut self, seq: u32, task: u32, job_id: &str, why: String) -> String {
         let needs = self
             .submissions
             .get(&seq)
@@ -1067,7 +1070,7 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
                     && t.seen.as_ref().is_some_and(|s| poll::is_final(&s.state))
             });
         if !needs {
-            return state;
+            return why;
         }
         let code = match self.cli.show_job(&format!("{job_id}_{task}")) {
             Ok(Some(text)) => poll::parse_scontrol(&text)
@@ -1076,8 +1079,9 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             _ => None,
         };
         match code.filter(|c| c != "0:0" && !c.is_empty()) {
-            Some(code) => format!("{state}, exit code {code}"),
-            None => state,
+            Some(code) if why.is_empty() => format!("exit code {code}"),
+            Some(code) => format!("exit code {code}; {why}"),
+            None => why,
         }
     }
 
