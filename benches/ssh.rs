@@ -78,13 +78,13 @@ fn time<M: Model>(
     make: impl Fn() -> Runner<M>,
     inputs: &[M::Input],
 ) -> Result<Duration, BoxError> {
-    make().map(inputs)?.values()?;
+    make().map(inputs)?.into_values()?;
     let mut all = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
         let batch = make().map(inputs)?;
         all.push(start.elapsed());
-        batch.values()?;
+        batch.into_values()?;
     }
     Ok(median(all))
 }
@@ -101,6 +101,8 @@ fn main() -> Result<(), BoxError> {
     println!("ssh over loopback: {n} trivial points, median of {runs} runs");
     for (label, hosts) in [
         ("1 slot  (1 host) ", vec![(0, 1)]),
+        ("2 slots (1 host) ", vec![(0, 2)]),
+        ("2 slots (2 hosts)", vec![(0, 1), (1, 1)]),
         ("4 slots (2 hosts)", vec![(0, 2), (1, 2)]),
     ] {
         let t = time(runs, || on_hosts::<trivial::Model>(&env, &hosts), &inputs)?;
@@ -126,7 +128,14 @@ fn main() -> Result<(), BoxError> {
         || beam::runner().backend(Backend::Rayon).workers(2),
         &points,
     )?;
-    let ssh = time(runs, || on_hosts::<beam::Model>(&env, &[(0, 2)]), &points)?;
+    // The hosts share this filesystem: run the binary in place, so that it
+    // finds the solver next to it.
+    let exe = std::env::current_exe()?.display().to_string();
+    let ssh = time(
+        runs,
+        || on_hosts::<beam::Model>(&env, &[(0, 2)]).set("worker_path", exe.as_str()),
+        &points,
+    )?;
     let rate = |t: Duration| n_beam as f64 / t.as_secs_f64();
     println!(
         "  rayon, 2 workers     : {:7.3} s  {:7.0} eval/s",

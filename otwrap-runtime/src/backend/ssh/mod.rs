@@ -396,6 +396,13 @@ impl<M: Model> Slot<'_, '_, M> {
                     self.report(index, Err(Failed::from(failure)), Some(pid));
                     conn = worker.take().map(|w| self.retire(w));
                 }
+                Err(Recv::Interrupted) => {
+                    // Ctrl-C: the point is reported as not run; closing the
+                    // channel stops the remote evaluation.
+                    self.queue.finished();
+                    drop(worker.take().map(|w| self.retire(w)));
+                    break;
+                }
                 Err(Recv::Timeout) => {
                     self.queue.finished();
                     let after = settings.timeout.unwrap_or_default();
@@ -591,6 +598,7 @@ fn handshake(pipe: &mut Pipe, model: &str) -> Result<u32, String> {
             HANDSHAKE_TIMEOUT.as_secs()
         ),
         Recv::Lost(why) => format!("stopped {during}: {why}"),
+        Recv::Interrupted => format!("was interrupted (Ctrl-C) {during}"),
     };
     pipe.greeting(deadline).map_err(|r| {
         lost(

@@ -23,6 +23,8 @@ pub(crate) enum Recv {
     Timeout,
     /// The worker's output ended or the connection failed.
     Lost(String),
+    /// Ctrl-C: the batch is stopping.
+    Interrupted,
 }
 
 pub(crate) struct Pipe {
@@ -242,6 +244,9 @@ impl Pipe {
         if now >= deadline {
             return Err(Recv::Timeout);
         }
+        if crate::interrupt::requested() {
+            return Err(Recv::Interrupted);
+        }
         if now.duration_since(self.last_traffic) >= KEEPALIVE {
             match self.session.keepalive_send() {
                 Ok(_) => self.last_traffic = now,
@@ -254,10 +259,12 @@ impl Pipe {
             BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
             _ => libc::POLLIN,
         };
-        let until = deadline.min(now + KEEPALIVE);
+        // Short slices, so that Ctrl-C is seen quickly.
+        let until = deadline.min(now + Duration::from_millis(100));
         let ms = i32::try_from(until.saturating_duration_since(now).as_millis())
             .unwrap_or(i32::MAX)
             .max(1);
+        quick_ack(self.fd);
         let mut pfd = libc::pollfd {
             fd: self.fd,
             events,
@@ -296,4 +303,29 @@ impl Pipe {
         }
         self.session
     }
+}
+
+/// Asks the kernel to acknowledge what arrives at once instead of delaying
+/// the ACK (Linux resets this after some reads, so it is set before each
+/// wait). sshd does not disable Nagle's algorithm on non-terminal sessions:
+/// a small answer sent while an earlier small packet (a window adjust) is
+/// unacknowledged waits for our ACK, which a delayed ACK holds for up to
+/// 40 ms. Measured: 2 slots over loopback went from ~1 ms to ~0.2 ms a point.
+fn quick_ack(fd: RawFd) {
+    #[cfg(target_os = "linux")]
+    {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt on the session's own socket with a valid int.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
