@@ -133,15 +133,15 @@ fn main() -> Result<(), BoxError> {
     );
 
     if n_trivial > 0 {
-        bench_trivial(n_trivial, runs)?;
+        bench_trivial(n_trivial, runs, env.cpus.max(1))?;
     }
     if n_beam > 0 {
-        bench_beam(n_beam, runs)?;
+        bench_beam(n_beam, runs, env.cpus.max(1))?;
     }
     Ok(())
 }
 
-fn bench_trivial(n_trivial: usize, runs: usize) -> Result<(), BoxError> {
+fn bench_trivial(n_trivial: usize, runs: usize, cpus: usize) -> Result<(), BoxError> {
     let inputs: Vec<f64> = (0..n_trivial).map(|i| i as f64).collect();
     let expected = trivial::runner().map(&inputs)?.values()?;
     let rayon = time_rayon(runs, || {
@@ -157,13 +157,30 @@ fn bench_trivial(n_trivial: usize, runs: usize) -> Result<(), BoxError> {
         assert_eq!(values, expected);
         Ok(())
     })?;
+    let per_cpu = n_trivial.div_ceil(cpus);
+    let (slurm_wave, calls_wave) = time_slurm(runs, |dir| {
+        let values = trivial::runner()
+            .backend(Backend::Slurm)
+            .set("run_dir", dir.display().to_string())
+            .set("points_per_task", per_cpu as i64)
+            .map(&inputs)?
+            .values()?;
+        assert_eq!(values, expected);
+        Ok(())
+    })?;
     println!("{n_trivial} trivial points:");
     line("  rayon, 2 workers", n_trivial, rayon, "");
     line("  slurm (default grouping)", n_trivial, slurm, &calls);
+    line(
+        "  slurm (one task per CPU)",
+        n_trivial,
+        slurm_wave,
+        &calls_wave,
+    );
     Ok(())
 }
 
-fn bench_beam(n_beam: usize, runs: usize) -> Result<(), BoxError> {
+fn bench_beam(n_beam: usize, runs: usize, cpus: usize) -> Result<(), BoxError> {
     let doe = Sample::read_csv(DOE)?.to_arrays::<4>()?;
     let points: Vec<[f64; 4]> = (0..n_beam)
         .map(|k| {
@@ -187,8 +204,25 @@ fn bench_beam(n_beam: usize, runs: usize) -> Result<(), BoxError> {
         assert_eq!(values, expected);
         Ok(())
     })?;
+    let per_cpu = n_beam.div_ceil(cpus);
+    let (slurm_wave, calls_wave) = time_slurm(runs, |dir| {
+        let values = beam::runner()
+            .backend(Backend::Slurm)
+            .set("run_dir", dir.display().to_string())
+            .set("points_per_task", per_cpu as i64)
+            .map(&points)?
+            .values()?;
+        assert_eq!(values, expected);
+        Ok(())
+    })?;
     println!("{n_beam} beam points:");
     line("  rayon, 2 workers", n_beam, rayon, "");
     line("  slurm (default grouping)", n_beam, slurm, &calls);
+    line(
+        "  slurm (one task per CPU)",
+        n_beam,
+        slurm_wave,
+        &calls_wave,
+    );
     Ok(())
 }
