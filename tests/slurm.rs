@@ -275,6 +275,9 @@ fn options_reach_the_job() -> Result<(), Failed> {
         .set("time", "7")
         .set("job_name", name.as_str())
         .set("points_per_task", 3u32)
+        .set("array_parallelism", 1u32)
+        .set("cpus_per_task", 2u32)
+        .set("mem", "100M")
         .set(
             "sbatch",
             vec!["--comment=otwrap-extra-directive".to_string()],
@@ -295,6 +298,9 @@ fn options_reach_the_job() -> Result<(), Failed> {
         "TimeLimit=00:07:00".to_string(),
         format!("JobName={name}"),
         "Comment=otwrap-extra-directive".to_string(),
+        "ArrayTaskThrottle=1".to_string(),
+        "CPUs/Task=2".to_string(),
+        "MinMemoryNode=100M".to_string(),
         format!("StdOut={}/{job}_1.out", logs.display()),
         format!("StdErr={}/{job}_1.err", logs.display()),
     ] {
@@ -666,6 +672,29 @@ fn model_failure_fails_one_point() -> Result<(), Failed> {
         .count();
     check(sevens == 1, || {
         format!("a model failure is not retried: {sevens} runs")
+    })?;
+
+    // Unless asked: then it is run `retries` more times before failing.
+    let log = base.path().join("evals-retried").display().to_string();
+    let inputs: Vec<(u32, String)> = (0..10).map(|k| (k, log.clone())).collect();
+    let batch = picky::runner()
+        .backend(Backend::Slurm)
+        .set(
+            "run_dir",
+            base.path().join("runs-retried").display().to_string(),
+        )
+        .set("retry_model_failures", true)
+        .retries(2)
+        .map(&inputs)?;
+    check(batch.summary().failed == 1, || {
+        format!("{}", batch.summary())
+    })?;
+    let sevens = evaluations(Path::new(&log))
+        .iter()
+        .filter(|&&k| k == 7)
+        .count();
+    check(sevens == 3, || {
+        format!("retried model failure: {sevens} runs, expected 3")
     })
 }
 

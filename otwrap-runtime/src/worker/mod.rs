@@ -23,8 +23,9 @@ pub fn started_as_worker() -> bool {
 }
 
 /// Called first thing in `main` by `#[otwrap::main]`: when the process was
-/// started as a worker, serves the driver and exits; otherwise returns at
-/// once.
+/// started as a worker, serves the driver and exits; when it was started as
+/// a SLURM array task (`OTWRAP_WORKER=task`), evaluates its points from the
+/// run directory and exits; otherwise returns at once.
 pub fn run_if_worker() {
     // A SLURM array task: works from the run directory, then exits.
     if task::requested() {
