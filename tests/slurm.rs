@@ -774,6 +774,19 @@ fn bad_options_are_clear_errors() -> Result<(), Failed> {
             && text.contains("Invalid partition name specified"),
         || text.clone(),
     )?;
+    // A worker binary that is not one is refused before anything is submitted.
+    let e = trivial::runner()
+        .backend(Backend::Slurm)
+        .set("run_dir", runs.as_str())
+        .worker_exe("/bin/true")
+        .map(&[1.0, 2.0])
+        .err()
+        .ok_or("a worker_exe that is no worker should be refused")?;
+    let text = e.to_string();
+    check(
+        text.contains("/bin/true") && text.contains("#[otwrap::main]"),
+        || text.clone(),
+    )?;
     // A dry run prints the script and submits nothing.
     let e = trivial::runner()
         .backend(Backend::Slurm)
