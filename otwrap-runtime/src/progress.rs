@@ -52,11 +52,7 @@ pub(crate) struct Bar {
 
 impl Bar {
     pub(crate) fn new(mode: ProgressMode, total: usize, label: &str) -> Bar {
-        let draw = match mode {
-            ProgressMode::Never => false,
-            ProgressMode::Always => true,
-            ProgressMode::Auto => std::io::stderr().is_terminal(),
-        };
+        let draw = would_draw(mode);
         if !draw || total == 0 {
             return Bar {
                 bar: None,
@@ -99,6 +95,15 @@ impl Bar {
         if let Some(bar) = &self.bar {
             bar.finish();
         }
+    }
+}
+
+/// Whether a bar is drawn under `mode` (on this process's stderr).
+pub(crate) fn would_draw(mode: ProgressMode) -> bool {
+    match mode {
+        ProgressMode::Never => false,
+        ProgressMode::Always => true,
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
     }
 }
 

@@ -164,6 +164,9 @@ impl<M: Model> Runner<M> {
     /// [`PointError`] in the batch, and the other points go on.
     pub fn map(&mut self, inputs: &[M::Input]) -> Result<Batch<M::Output>, Error> {
         let settings = self.settings()?;
+        if let Some(batch) = self.map_in_bulk(inputs, &settings)? {
+            return Ok(batch);
+        }
         let mut slots: Vec<Option<Result<M::Output, PointError>>> = Vec::new();
         slots.resize_with(inputs.len(), || None);
         let summary = self.run(inputs, &settings, &mut |index, result| {
@@ -187,6 +190,63 @@ impl<M: Model> Runner<M> {
             })
             .collect();
         Ok(Batch::from_parts(results, summary))
+    }
+
+    /// `map` on the rayon backend when nothing needs a result as it arrives
+    /// (no cache, progress bar, callback or fail-fast): the pool's threads
+    /// write each result straight into its place, as a hand-written
+    /// `par_iter().map().collect()` does. Same results, same errors, no
+    /// per-point message to the driver. `None` when the batch is not
+    /// eligible.
+    fn map_in_bulk(
+        &self,
+        inputs: &[M::Input],
+        settings: &Settings,
+    ) -> Result<Option<Batch<M::Output>>, Error> {
+        if settings.backend != Backend::Rayon
+            || settings.fail_fast
+            || self.on_progress.is_some()
+            || crate::progress::would_draw(settings.progress)
+            || started_as_worker()
+            || ModelCache::of::<M>()?.is_some()
+        {
+            return Ok(None);
+        }
+        use rayon::prelude::*;
+        let start = std::time::Instant::now();
+        let pool = backend::rayon_pool::pool(settings.workers)?;
+        let chunk = backend::rayon_pool::chunk_len(inputs.len(), settings.workers);
+        let results: Vec<Result<M::Output, PointError>> = pool.install(|| {
+            inputs
+                .par_iter()
+                .with_min_len(chunk)
+                .enumerate()
+                .map(|(index, input)| {
+                    crate::model::evaluate_caught::<M>(
+                        input,
+                        &crate::model::EvalContext::new(index),
+                    )
+                    .map_err(|failed| {
+                        let (failure, location) =
+                            failed.into_parts(backend::local_location(Backend::Rayon));
+                        PointError::new(index, render_input(input), failure, location)
+                    })
+                })
+                .collect()
+        });
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        let summary = Summary {
+            total: inputs.len(),
+            evaluated: inputs.len(),
+            cached: 0,
+            failed,
+            not_run: 0,
+            cache_store_failures: 0,
+            wall_time: start.elapsed(),
+            backend: settings.backend.name().to_string(),
+            workers: settings.workers,
+        };
+        Ok(Some(Batch::from_parts(results, summary)))
     }
 
     /// Evaluates every point and gives each result to `f` as soon as it is

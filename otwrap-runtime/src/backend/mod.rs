@@ -8,7 +8,7 @@ use crate::error::{Error, Location, PointFailure};
 use crate::model::Model;
 
 mod processes;
-mod rayon_pool;
+pub(crate) mod rayon_pool;
 mod serial;
 pub(crate) mod slurm;
 mod ssh;
