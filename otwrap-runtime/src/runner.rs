@@ -213,27 +213,44 @@ impl<M: Model> Runner<M> {
             return Ok(None);
         }
         use rayon::prelude::*;
+        use std::mem::MaybeUninit;
         let start = std::time::Instant::now();
         let pool = backend::rayon_pool::pool(settings.workers)?;
         let chunk = backend::rayon_pool::chunk_len(inputs.len(), settings.workers);
-        let results: Vec<Result<M::Output, PointError>> = pool.install(|| {
-            inputs
-                .par_iter()
-                .with_min_len(chunk)
+        let mut slots: Vec<MaybeUninit<Result<M::Output, PointError>>> =
+            Vec::with_capacity(inputs.len());
+        slots.resize_with(inputs.len(), MaybeUninit::uninit);
+        pool.install(|| {
+            slots
+                .par_chunks_mut(chunk)
+                .zip(inputs.par_chunks(chunk))
                 .enumerate()
-                .map(|(index, input)| {
-                    crate::model::evaluate_caught::<M>(
-                        input,
-                        &crate::model::EvalContext::new(index),
-                    )
-                    .map_err(|failed| {
-                        let (failure, location) =
-                            failed.into_parts(backend::local_location(Backend::Rayon));
-                        PointError::new(index, render_input(input), failure, location)
-                    })
-                })
-                .collect()
+                .for_each(|(c, (out, points))| {
+                    let base = c * chunk;
+                    crate::model::evaluate_run::<M>(points, base, |k, outcome| {
+                        let result = outcome.map_err(|failed| {
+                            let (failure, location) =
+                                failed.into_parts(backend::local_location(Backend::Rayon));
+                            PointError::new(base + k, render_input(&points[k]), failure, location)
+                        });
+                        out[k].write(result);
+                    });
+                });
         });
+        // SAFETY: `evaluate_run` calls `put` exactly once for every point of
+        // its run, in order, and returns only when all are done (a panic in
+        // the model is caught and written as that point's failure; any other
+        // panic propagates out of `install` before this line, leaking the
+        // written slots but never reading an unwritten one). So every slot
+        // is initialised here; MaybeUninit<T> has T's layout.
+        let results: Vec<Result<M::Output, PointError>> = unsafe {
+            let mut slots = std::mem::ManuallyDrop::new(slots);
+            Vec::from_raw_parts(
+                slots.as_mut_ptr().cast::<Result<M::Output, PointError>>(),
+                slots.len(),
+                slots.capacity(),
+            )
+        };
         let failed = results.iter().filter(|r| r.is_err()).count();
         let summary = Summary {
             total: inputs.len(),
