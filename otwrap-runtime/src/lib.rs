@@ -26,6 +26,8 @@ pub mod coupling;
 pub mod error;
 pub mod failure_log;
 pub mod flat;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 mod interrupt;
 pub mod layers;

@@ -128,10 +128,18 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
+/// The payload buffer's first allocation; it then grows with the bytes that
+/// actually arrive, never with the length a frame announces.
+const FIRST_READ: usize = 64 << 10;
+
 /// Reads one frame; `Ok(None)` at a clean end of stream (between frames).
 ///
-/// The payload buffer grows only as bytes actually arrive, so a corrupt
-/// length cannot make it allocate more than [`MAX_FRAME`].
+/// Memory is bounded by the bytes actually received: the payload buffer
+/// starts small and grows as bytes arrive (a corrupt length announcing up
+/// to [`MAX_FRAME`] with nothing behind it costs [`FIRST_READ`] bytes, not
+/// the announced length), and decoding allocates no more than the payload's
+/// own size (see [`crate::codec::decode`]). Truncated, oversized and
+/// undecodable frames are errors, never panics.
 pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, FrameError> {
     let mut len = [0u8; 4];
     match read_full(r, &mut len)? {
@@ -143,13 +151,47 @@ pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, F
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut payload = Vec::with_capacity(len.min(64 << 10));
+    let mut payload = Vec::with_capacity(len.min(FIRST_READ));
     let got = r.take(len as u64).read_to_end(&mut payload)?;
     if got < len {
         return Err(FrameError::Truncated { got, expected: len });
     }
     crate::codec::decode(&payload)
         .map(Some)
+        .map_err(FrameError::Decode)
+}
+
+/// Decodes the frame at the start of `buf`, for readers that gather bytes
+/// in a buffer of their own (the SSH backend's non-blocking channel):
+/// `Ok(Some((message, frame_len)))` when a whole frame is there (drop
+/// `frame_len` bytes from the buffer), `Ok(None)` when more bytes are needed.
+///
+/// A length beyond [`MAX_FRAME`] is an error as soon as its 4 bytes are
+/// there, so the caller never buffers a frame it would refuse; decoding is
+/// bounded as in [`read_frame`].
+///
+/// ```
+/// use otwrap_runtime::worker::protocol::{decode_frame, write_frame, ToWorker};
+///
+/// let mut buf = Vec::new();
+/// write_frame(&mut buf, &ToWorker::Shutdown)?;
+/// assert!(decode_frame::<ToWorker>(&buf[..buf.len() - 1])?.is_none());
+/// assert_eq!(decode_frame::<ToWorker>(&buf)?, Some((ToWorker::Shutdown, buf.len())));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, FrameError> {
+    let Some(len) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let Some(payload) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    crate::codec::decode(payload)
+        .map(|message| Some((message, 4 + len)))
         .map_err(FrameError::Decode)
 }
 
