@@ -36,6 +36,21 @@ pub enum CouplingError {
         source: io::Error,
     },
 
+    /// A text file (a template) is not valid UTF-8.
+    #[error(
+        "`{}` line {line}, byte {column}: the text is not valid UTF-8; \
+         save the file as UTF-8 (or ASCII)",
+        .path.display()
+    )]
+    InvalidText {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the first invalid byte.
+        line: usize,
+        /// The 1-based byte offset of the first invalid byte in its line.
+        column: usize,
+    },
+
     /// A token given for substitution never occurs in the template.
     #[error(
         "token `{token}` does not occur in template `{template}`; \

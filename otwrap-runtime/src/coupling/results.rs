@@ -253,7 +253,9 @@ impl ResultFile {
         })?;
         let (from, to) = match skip.lines {
             0 if skip.cols < 0 => (line_start, start),
-            0 => (end, line_end),
+            // A token that runs past its line (it holds a line break, or
+            // ends with the `\r` of a `\r\n`) leaves nothing after it.
+            0 => (end, line_end.max(end)),
             _ => (line_start, line_end),
         };
         self.number_in_line(target, from, to, skip.cols, skip.col_sep)
@@ -387,6 +389,12 @@ impl ResultFile {
         element: &str,
         attribute: &str,
     ) -> Result<(usize, &str), CouplingError> {
+        // An empty name matches everywhere and would never advance the scan.
+        for (what, name) in [("element", element), ("attribute", attribute)] {
+            if name.is_empty() {
+                return Err(self.not_found(format!("an empty {what} name was given")));
+            }
+        }
         let text = self.text.as_str();
         let mut element_found = false;
         let mut search_from = 0;
@@ -688,6 +696,17 @@ mod tests {
             .value_by_token("value:", Skip::new().lines(1).cols(3))
             .unwrap_err();
         assert!(err.to_string().contains("line 3 has no field 3"), "{err}");
+    }
+
+    #[test]
+    fn a_token_running_past_its_line_is_an_error_not_a_panic() {
+        for (text, token) in [("a=\r\n1\r\n", "=\r"), ("a=\n1\n", "=\n"), ("x\r", "\r")] {
+            let err = file(text).value_by_token(token, Skip::new()).unwrap_err();
+            assert!(
+                matches!(&err, CouplingError::ParseNumber { found, .. } if found.is_empty()),
+                "{text:?} {token:?}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -96,12 +96,22 @@ impl Template {
         }
     }
 
-    /// Reads a template file (UTF-8).
+    /// Reads a template file (UTF-8); text that is not UTF-8 is an error
+    /// naming the file, line and byte of the first invalid byte.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, CouplingError> {
         let path = path.as_ref();
-        let text = fs::read_to_string(path).map_err(|source| CouplingError::ReadFile {
+        let bytes = fs::read(path).map_err(|source| CouplingError::ReadFile {
             path: path.to_path_buf(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|error| {
+            let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            CouplingError::InvalidText {
+                path: path.to_path_buf(),
+                line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
+                column: valid.len() - line_start + 1,
+            }
         })?;
         Ok(Template::new(text, path.display().to_string()))
     }
@@ -302,7 +312,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CouplingError> {
     // Removing the target first makes the rename a plain one: renaming over
     // an existing file makes ext4 flush the new data to disk (auto_da_alloc),
     // which costs a few hundred microseconds per evaluation.
-    let result = fs::File::create(&temporary)
+    // `create_new` (O_EXCL) never opens an existing entry, so a symlink
+    // planted at the temporary name is refused rather than followed.
+    let result = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
         .and_then(|mut file| file.write_all(bytes))
         .and_then(|()| match fs::remove_file(path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
