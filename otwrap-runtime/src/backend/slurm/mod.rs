@@ -985,11 +985,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
                 "SLURM no longer lists it: cancelled while pending, or ended more than MinJobAge ago",
             ),
         };
-        let why = match t.exit_code.as_ref().filter(|c| c.as_str() != "0:0") {
-            Some(code) if why.is_empty() => format!("exit code {code}"),
-            Some(code) => format!("exit code {code}; {why}"),
-            None => why.to_string(),
-        };
+        let why = poll::with_exit_code(
+            t.exit_code.as_deref().filter(|c| *c != "0:0"),
+            why.to_string(),
+        );
         let started = t.started.clone();
         let (out_log, err_log) = script::task_logs(&self.log_dir, &job_id, task);
         tracing::info!(
@@ -1078,11 +1077,10 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
                 .map(|(_, code)| code),
             _ => None,
         };
-        match code.filter(|c| c != "0:0" && !c.is_empty()) {
-            Some(code) if why.is_empty() => format!("exit code {code}"),
-            Some(code) => format!("exit code {code}; {why}"),
-            None => why,
-        }
+        poll::with_exit_code(
+            code.as_deref().filter(|c| *c != "0:0" && !c.is_empty()),
+            why,
+        )
     }
 
     /// Resubmits lost points together, once the other tasks are over or

@@ -40,6 +40,26 @@ pub(crate) fn is_pending(state: &str) -> bool {
 }
 
 /// What an ended state means, for point errors.
+/// `why` preceded by what SLURM's `ExitCode=status:signal` means, e.g.
+/// "killed by signal 6 (SIGABRT)" or "exited with status 3".
+pub(crate) fn with_exit_code(code: Option<&str>, why: String) -> String {
+    let Some(code) = code else { return why };
+    let (status, signal) = code.split_once(':').unwrap_or((code, "0"));
+    let said = match (status.parse::<i32>(), signal.parse::<i32>()) {
+        (_, Ok(sig)) if sig > 0 => format!(
+            "killed by signal {sig} ({}), exit code {code}",
+            crate::host::signal_name(sig)
+        ),
+        (Ok(st), _) => format!("exited with status {st}, exit code {code}"),
+        _ => format!("exit code {code}"),
+    };
+    if why.is_empty() {
+        said
+    } else {
+        format!("{said}; {why}")
+    }
+}
+
 pub(crate) fn explain_state(state: &str) -> &'static str {
     match state {
         "FAILED" => "the task exited with a non-zero status or a signal",
@@ -220,6 +240,19 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_codes_name_the_signal() {
+        assert_eq!(
+            with_exit_code(Some("0:6"), "x".into()),
+            "killed by signal 6 (SIGABRT), exit code 0:6; x"
+        );
+        assert_eq!(
+            with_exit_code(Some("3:0"), String::new()),
+            "exited with status 3, exit code 3:0"
+        );
+        assert_eq!(with_exit_code(None, "y".into()), "y");
+    }
 
     #[test]
     fn squeue_lines_with_ranges_and_suffixes() {
