@@ -582,6 +582,17 @@ fn open_sled(dir: &Path) -> Result<sled::Db, CacheError> {
     loop {
         let err = match sled::Config::new().path(dir).open() {
             Ok(db) => return Ok(db),
+            // A damaged or foreign store: say what to do; never delete it
+            // behind the user's back.
+            Err(err @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_))) => {
+                return Err(CacheError::Open {
+                    path: dir.to_path_buf(),
+                    source: io::Error::other(format!(
+                        "the store is damaged or not an otwrap cache ({err}); move it away \
+                         (or delete it) to start an empty cache, or point OTWRAP_CACHE_DIR elsewhere"
+                    )),
+                })
+            }
             Err(err) => io::Error::from(err),
         };
         // sled reports its flock failure only as text.
