@@ -198,7 +198,11 @@ pub(crate) fn positive_integer(
         Some(Lit::Int(i)) => match i.base10_parse::<u64>() {
             Ok(0) => Err(syn::Error::new(
                 i.span(),
-                format!("`{key}` must be at least 1 (leave it out to use every available CPU)"),
+                if key == "workers" {
+                    format!("`{key}` must be at least 1 (leave it out to use every available CPU)")
+                } else {
+                    format!("`{key}` must be at least 1")
+                },
             )),
             Ok(n) => Ok(n),
             Err(_) => Err(err()),

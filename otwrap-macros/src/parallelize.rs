@@ -132,8 +132,16 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Config> {
 /// The runtime `RawValue` for a backend option's literal.
 fn raw_value(key: &syn::Ident, value: Option<&syn::Expr>, kind: Kind) -> syn::Result<TokenStream> {
     let rt = quote!(::otwrap::__private::RawValue);
+    let example = match key.to_string().as_str() {
+        "hosts" => "hosts = \"4/alice@node1, 2/alice@node2:2222\"".to_string(),
+        "setup" => "setup = [\"module load openturns\"]".to_string(),
+        "sbatch" => "sbatch = [\"--exclusive\"]".to_string(),
+        "time" => "time = \"01:30:00\"".to_string(),
+        "mem" => "mem = \"2G\"".to_string(),
+        other => format!("{other} = \"...\""),
+    };
     let string = |v| -> syn::Result<TokenStream> {
-        let s = args::string(key, v, &format!("{key} = \"...\""))?;
+        let s = args::string(key, v, &example)?;
         Ok(quote!(#rt::Str(::std::string::String::from(#s))))
     };
     Ok(match kind {
