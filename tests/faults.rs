@@ -353,6 +353,80 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Records its worker's pid, then takes a while.
+#[parallelize(backend = "processes", workers = 2, progress = "never")]
+fn slow_pid(dir: String, k: u32) -> u32 {
+    let _ = std::fs::write(
+        Path::new(&dir).join(format!("pid-{}", std::process::id())),
+        b"",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    k
+}
+
+fn driver(dir: String) -> ! {
+    let inputs: Vec<(String, u32)> = (0..50).map(|k| (dir.clone(), k)).collect();
+    let code = match slow_pid::map(&inputs) {
+        Ok(_) => 0,
+        Err(_) => 2,
+    };
+    std::process::exit(code)
+}
+
+/// A driver killed with SIGKILL mid-batch leaves no worker process behind
+/// (they die with it), so a restart starts clean.
+fn killed_driver_leaves_no_worker_process() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .env("OTWRAP_FAULTS_DRIVER", dir.path())
+        .spawn()?;
+    let pids = |dir: &Path| -> Vec<u32> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .strip_prefix("pid-")
+                            .and_then(|p| p.parse().ok())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pids(dir.path()).len() < 2 {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the driver's workers never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()?;
+    let workers = pids(dir.path());
+    for _ in 0..50 {
+        if workers
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("worker processes {workers:?} outlived their killed driver").into())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
 /// Bad configuration files are errors naming the file, the key and what is
 /// expected, before anything runs.
 fn bad_config_files_are_clear_errors() -> Result<(), Failed> {
@@ -396,6 +470,9 @@ fn main() {
     if std::env::var_os("OTWRAP_FAULTS_FILL_CACHE").is_some() {
         fill_cache();
     }
+    if let Some(dir) = std::env::var_os("OTWRAP_FAULTS_DRIVER") {
+        driver(dir.to_string_lossy().into_owned());
+    }
     let mut args = Arguments::from_args();
     // The ssh case shares the sshd hosts with nothing here, but SLURM and
     // ssh cases are heavy: one at a time keeps the 2-CPU machines sane.
@@ -424,6 +501,10 @@ fn main() {
         Trial::test(
             "faults_bad_config_files_are_clear_errors",
             bad_config_files_are_clear_errors,
+        ),
+        Trial::test(
+            "faults_killed_driver_leaves_no_worker_process",
+            killed_driver_leaves_no_worker_process,
         ),
     ];
     libtest_mimic::run(&args, tests).exit();
