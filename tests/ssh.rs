@@ -486,6 +486,45 @@ fn wrong_key_names_host_and_user() -> Result<(), Failed> {
     )
 }
 
+/// Without a `key`, the ssh agent's keys are used.
+fn ssh_agent_is_used_when_no_key_is_given() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_agent_is_used_when_no_key_is_given") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let sock = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let result = (|| -> Result<(), Failed> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !sock.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let added = std::process::Command::new("ssh-add")
+            .arg(&env.key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()?;
+        check(added.status.success(), || {
+            format!("ssh-add failed: {}", String::from_utf8_lossy(&added.stderr))
+        })?;
+        std::env::set_var("SSH_AUTH_SOCK", &sock);
+        let batch = where_run::runner()
+            .set("hosts", host(&env, &env.hosts[0], 1))
+            .set("known_hosts", env.known_hosts.display().to_string())
+            .progress(ProgressMode::Never)
+            .map(&[2.0]);
+        std::env::remove_var("SSH_AUTH_SOCK");
+        check(batch?.values()?.len() == 1, || "no result".into())
+    })();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    result
+}
+
 fn unreachable_host_is_skipped() -> Result<(), Failed> {
     let Some(env) = services::ssh("ssh_unreachable_host_is_skipped") else {
         return Ok(());
@@ -588,6 +627,10 @@ fn main() {
         Trial::test(
             "ssh_unreachable_host_is_skipped",
             unreachable_host_is_skipped,
+        ),
+        Trial::test(
+            "ssh_agent_is_used_when_no_key_is_given",
+            ssh_agent_is_used_when_no_key_is_given,
         ),
         Trial::test(
             "ssh_wrong_binary_reports_the_host_error",
