@@ -13,11 +13,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::secure_fs::Refused;
 
 /// Why a log could not be opened, written or installed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,15 @@ pub enum LogError {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// The log file, or a directory otwrap would create for it, belongs to
+    /// another user or is their symlink.
+    #[error("refusing to open log file `{path}`: {reason}")]
+    Unsafe {
+        /// The offending path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The log file could not be opened for appending.
     #[error("cannot open log file `{path}` for appending: {source}; check permissions or choose another log path")]
@@ -286,28 +298,47 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Shared>>> {
     OPEN_LOGS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Creates the missing directories of a log path (mode 0700).
 fn create_parent(path: &Path) -> Result<(), LogError> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => {
-            fs::create_dir_all(parent).map_err(|source| LogError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
+            crate::secure_fs::create_private_dir(parent, 0).map_err(|refused| match refused {
+                Refused::Io { path, source } => LogError::CreateDir { path, source },
+                Refused::NotADirectory { path } => LogError::CreateDir {
+                    path,
+                    source: io::Error::other("it exists and is not a directory"),
+                },
+                Refused::Unsafe { path, reason } => LogError::Unsafe { path, reason },
             })
         }
         _ => Ok(()),
     }
 }
 
+/// Opens a log for appending. A symlink or a file of another user at its
+/// path is refused (it could send our records into their file, or ours into
+/// a file they chose); a link of the user's own is followed.
 fn open_append(path: &Path) -> Result<File, LogError> {
     create_parent(path)?;
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|source| LogError::Open {
-            path: path.to_path_buf(),
-            source,
-        })
+    let follow = crate::secure_fs::check_file(path).map_err(|refused| match refused {
+        Refused::Unsafe { path, reason } => LogError::Unsafe { path, reason },
+        Refused::Io { path, source } => LogError::Open { path, source },
+        Refused::NotADirectory { path } => LogError::Open {
+            path,
+            source: io::Error::other("a directory is in the way"),
+        },
+    })?;
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    // Nothing was there, or a regular file: a link appearing meanwhile is
+    // refused by the kernel (ELOOP) rather than followed.
+    if !follow || !fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path).map_err(|source| LogError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl FailureLog {

@@ -35,6 +35,7 @@ pub mod model;
 pub mod progress;
 pub mod runner;
 pub mod sample;
+mod secure_fs;
 pub mod workdir;
 pub mod worker;
 

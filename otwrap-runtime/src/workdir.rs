@@ -268,6 +268,15 @@ pub enum WorkDirError {
         /// The base path.
         path: PathBuf,
     },
+    /// The base, or a directory otwrap would create for it, belongs to
+    /// another user (or is their symlink), or anyone may write to it.
+    #[error("refusing to create work directories under `{path}`: {reason}; set `base` / {WORKDIR_BASE_ENV} to a directory you own")]
+    UnsafeBase {
+        /// The offending directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Creating the work directory itself failed.
     #[error("cannot create work directory `{path}` for point {point_index}: {source}; check permissions and free space of the base directory")]
     Create {
@@ -429,33 +438,16 @@ fn validate_prefix(prefix: &str) -> Result<(), WorkDirError> {
     }
 }
 
+/// Creates the base (missing components 0700) or checks the existing one:
+/// a base, or a component otwrap creates for it, that belongs to another
+/// user or is a symlink of another user's is refused (see [`crate::secure_fs`]).
 fn ensure_base(base: &Path) -> Result<(), WorkDirError> {
-    match fs::metadata(base) {
-        Ok(m) if m.is_dir() => return Ok(()),
-        Ok(_) => {
-            return Err(WorkDirError::BaseNotADirectory {
-                path: base.to_path_buf(),
-            })
-        }
-        Err(_) => {}
-    }
-    DirBuilder::new()
-        .recursive(true)
-        .create(base)
-        .map_err(|source| WorkDirError::CreateBase {
-            path: base.to_path_buf(),
-            source,
-        })?;
-    match fs::metadata(base) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(WorkDirError::BaseNotADirectory {
-            path: base.to_path_buf(),
-        }),
-        Err(source) => Err(WorkDirError::CreateBase {
-            path: base.to_path_buf(),
-            source,
-        }),
-    }
+    use crate::secure_fs::Refused;
+    crate::secure_fs::create_private_dir(base, 1).map_err(|refused| match refused {
+        Refused::NotADirectory { path } => WorkDirError::BaseNotADirectory { path },
+        Refused::Io { path, source } => WorkDirError::CreateBase { path, source },
+        Refused::Unsafe { path, reason } => WorkDirError::UnsafeBase { path, reason },
+    })
 }
 
 static CREATED: AtomicU64 = AtomicU64::new(0);

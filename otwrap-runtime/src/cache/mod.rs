@@ -72,7 +72,7 @@ fn memory_store(id: &str) -> Arc<MemoryStore> {
 /// milliseconds, and a store closing in the background would make the next
 /// open in this process wait for it. Other processes are refused while this
 /// one runs (the lock names the path).
-fn disk_store(dir: PathBuf) -> Result<Arc<DiskStore>, CacheError> {
+fn disk_store(dir: PathBuf, owned: usize) -> Result<Arc<DiskStore>, CacheError> {
     static OPEN: OnceLock<Mutex<HashMap<PathBuf, Arc<DiskStore>>>> = OnceLock::new();
     let mut open = OPEN
         .get_or_init(Default::default)
@@ -81,7 +81,7 @@ fn disk_store(dir: PathBuf) -> Result<Arc<DiskStore>, CacheError> {
     if let Some(store) = open.get(&dir) {
         return Ok(Arc::clone(store));
     }
-    let store = DiskStore::open(&dir)?;
+    let store = DiskStore::open_owned(&dir, owned)?;
     open.insert(dir, Arc::clone(&store));
     Ok(store)
 }
@@ -98,13 +98,13 @@ impl ModelCache {
     pub fn open(id: &str, spec: CacheSpec) -> Result<ModelCache, Error> {
         let store: Arc<dyn CacheStore> = match spec.location {
             CacheLocation::Memory => memory_store(id),
-            CacheLocation::DiskDefault => {
-                let dir = std::env::var_os(CACHE_DIR_ENV)
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR));
-                disk_store(dir)?
-            }
-            CacheLocation::Disk(dir) => disk_store(PathBuf::from(dir))?,
+            // `.otwrap` and `.otwrap/cache` are otwrap's own: both are
+            // checked (a directory the user names is judged alone).
+            CacheLocation::DiskDefault => match std::env::var_os(CACHE_DIR_ENV) {
+                Some(dir) => disk_store(PathBuf::from(dir), 1)?,
+                None => disk_store(PathBuf::from(DEFAULT_CACHE_DIR), 2)?,
+            },
+            CacheLocation::Disk(dir) => disk_store(PathBuf::from(dir), 1)?,
         };
         Ok(ModelCache {
             store,

@@ -15,9 +15,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::thread;
@@ -84,6 +84,19 @@ pub enum CacheError {
     Symlink {
         /// The cache path as given.
         path: PathBuf,
+    },
+    /// The cache directory, or a directory otwrap creates for it, belongs to
+    /// another user (or is their symlink), or anyone may write to it.
+    #[error(
+        "refusing to open the cache at {}: {reason}; point the cache at a directory you own \
+         (OTWRAP_CACHE_DIR, or #[cached(disk = \"...\")])",
+        path.display()
+    )]
+    Unsafe {
+        /// The offending directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The cache directory could not be created or the database opened.
     #[error("cannot open the cache at {}: {source}", path.display())]
@@ -286,7 +299,15 @@ impl DiskStore {
     /// [`CacheError::Locked`] if another process uses it, and
     /// [`CacheError::Open`] otherwise.
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<DiskStore>, CacheError> {
-        let dir = prepare_dir(path.as_ref())?;
+        DiskStore::open_owned(path.as_ref(), 1)
+    }
+
+    /// [`open`](Self::open), where the last `owned` components of `path` are
+    /// otwrap's own (2 for `.otwrap/cache`): each that exists must belong to
+    /// the current user and not be a symlink of another user's
+    /// ([`CacheError::Unsafe`]).
+    pub(crate) fn open_owned(path: &Path, owned: usize) -> Result<Arc<DiskStore>, CacheError> {
+        let dir = prepare_dir(path, owned)?;
         let closing_deadline = Instant::now() + CLOSING_WAIT;
         loop {
             let mut map = registry();
@@ -519,9 +540,11 @@ impl CacheStore for DiskStore {
     }
 }
 
-/// Refuses a symlink, creates the directory (0700) if missing, and returns
+/// Refuses a symlink, creates the directory and its missing parents (0700)
+/// or checks that the existing ones otwrap owns are the user's, and returns
 /// its canonical path, the registry's key.
-fn prepare_dir(path: &Path) -> Result<PathBuf, CacheError> {
+fn prepare_dir(path: &Path, owned: usize) -> Result<PathBuf, CacheError> {
+    use crate::secure_fs::Refused;
     let open_error = |source| CacheError::Open {
         path: path.to_path_buf(),
         source,
@@ -537,16 +560,16 @@ fn prepare_dir(path: &Path) -> Result<PathBuf, CacheError> {
                 "the path exists and is not a directory",
             )))
         }
-        Ok(_) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(path)
-                .map_err(open_error)?;
-        }
-        Err(err) => return Err(open_error(err)),
+        _ => {}
     }
+    crate::secure_fs::create_private_dir(path, owned).map_err(|refused| match refused {
+        Refused::Unsafe { path, reason } => CacheError::Unsafe { path, reason },
+        Refused::NotADirectory { path } => CacheError::Open {
+            path,
+            source: io::Error::other("the path exists and is not a directory"),
+        },
+        Refused::Io { source, .. } => open_error(source),
+    })?;
     fs::canonicalize(path).map_err(open_error)
 }
 
