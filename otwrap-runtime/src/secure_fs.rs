@@ -14,10 +14,10 @@
 //!   it is sticky like `/tmp`; a symlink there must belong to the current
 //!   user (or root) and lead to such a directory;
 //! - components above those (the user's home, the project, `/tmp` itself)
-//!   are the user's choice, trusted unless planted: a directory or symlink
-//!   of another user's inside a directory where anyone may create entries
-//!   (`/tmp/shared-name`) is refused, a team directory an administrator made
-//!   for a project is not.
+//!   are the user's choice, trusted unless planted: a symlink of another
+//!   user's, or a directory of another user's inside a directory where
+//!   anyone may create entries (`/tmp/shared-name`), is refused; a team
+//!   directory an administrator made for a project is not.
 //!
 //! Checks are made with `lstat` (never following the link being judged),
 //! and files are opened with `O_NOFOLLOW` where a link is not expected.
@@ -131,21 +131,22 @@ fn check_owned_dir(path: &Path, meta: &Metadata) -> Result<Metadata, Refused> {
 }
 
 /// Checks a component above the ones otwrap owns, which the user chose: it
-/// must lead to a directory, and must not have been planted, that is
-/// created by another user (not root) in a directory where anyone may
-/// create entries (`/tmp`, a world-writable scratch space).
+/// must lead to a directory, and must not have been planted: a symlink of
+/// another user (not root), or a directory of another user in a directory
+/// where anyone may create entries (`/tmp`, a world-writable scratch space).
+/// A team directory an administrator made for a project is accepted.
 fn check_chosen_dir(
     path: &Path,
     meta: &Metadata,
     parent_open_to_all: bool,
 ) -> Result<Metadata, Refused> {
-    if parent_open_to_all && !trusted_owner(meta.uid()) {
-        let kind = if meta.file_type().is_symlink() {
-            "symbolic link"
-        } else {
-            "directory"
-        };
-        return Err(refuse(path, owner_reason(kind, meta)));
+    if !trusted_owner(meta.uid()) {
+        if meta.file_type().is_symlink() {
+            return Err(refuse(path, owner_reason("symbolic link", meta)));
+        }
+        if parent_open_to_all {
+            return Err(refuse(path, owner_reason("directory", meta)));
+        }
     }
     let resolved = if meta.file_type().is_symlink() {
         fs::metadata(path).map_err(|e| io_error(path, e))?
@@ -170,7 +171,8 @@ fn check_chosen_dir(
 ///   rules of this module (a directory or symlink of the user's or root's,
 ///   not writable by all without the sticky bit);
 /// - the components above are the user's choice and only must not have
-///   been planted by another user in a directory open to all;
+///   been planted: a symlink of another user's, or their directory in a
+///   directory open to all;
 /// - missing components are created (0700) and are then ours; one that
 ///   another process creates at the same moment is judged as existing.
 pub(crate) fn create_private_dir(path: &Path, owned: usize) -> Result<(), Refused> {

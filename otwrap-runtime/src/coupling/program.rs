@@ -581,14 +581,21 @@ fn kill_process_group(process_group: u32) {
     }
 }
 
-/// `'it'\''s'`: single quotes protect everything but single quotes.
+/// `'it'\''s'`: single quotes protect everything but single quotes. Works
+/// on the bytes, so an argument that is not UTF-8 reaches the program as is.
 fn shell_quote(arg: &OsStr) -> OsString {
-    let text = arg.to_string_lossy();
-    let mut quoted = OsString::with_capacity(text.len() + 2);
-    quoted.push("'");
-    quoted.push(text.replace('\'', r"'\''"));
-    quoted.push("'");
-    quoted
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut quoted = Vec::with_capacity(arg.len() + 2);
+    quoted.push(b'\'');
+    for &byte in arg.as_bytes() {
+        if byte == b'\'' {
+            quoted.extend_from_slice(br"'\''");
+        } else {
+            quoted.push(byte);
+        }
+    }
+    quoted.push(b'\'');
+    OsString::from_vec(quoted)
 }
 
 /// The last lines of stderr, for error messages.
@@ -783,6 +790,16 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(memory_text(&output.stdout), "a b|it's|$HOME|");
+
+        // Bytes that are not UTF-8 reach the program unchanged.
+        use std::os::unix::ffi::OsStrExt;
+        let raw = OsStr::from_bytes(b"caf\xe9 '$(x)'");
+        let output = Program::new("printf '%s'")
+            .arg(raw)
+            .shell(true)
+            .run()
+            .unwrap();
+        assert_eq!(output.stdout.bytes(), Some(raw.as_bytes()));
     }
 
     #[test]
