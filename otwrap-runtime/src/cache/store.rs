@@ -990,6 +990,32 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_otwrap_directory_is_refused_where_otwrap_owns_it() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // needs root to act as another user
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dot = dir.path().join(".otwrap");
+        fs::create_dir(&dot).unwrap();
+        std::os::unix::fs::lchown(&dot, Some(65534), None).unwrap();
+        let cache = dot.join("cache");
+        // `.otwrap/cache` is otwrap's own: another user's `.otwrap` is refused.
+        let err = DiskStore::open_owned(&cache, 2).unwrap_err();
+        assert!(
+            matches!(&err, CacheError::Unsafe { path, .. } if *path == dot),
+            "{err}"
+        );
+        assert!(!cache.exists());
+        // A directory the user names is judged alone (the parent is theirs to pick).
+        drop(DiskStore::open_owned(&cache, 1).unwrap());
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&cache).unwrap().permissions())
+                & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
     fn reopen_after_drop_finds_entries() {
         let dir = tempfile::tempdir().unwrap();
         let k = key("f", "", b"x");
