@@ -395,7 +395,13 @@ impl<M: Model> Runner<M> {
             let stored = cache.as_ref().and_then(|cache| {
                 store_result::<M>(cache, &inputs[index], &result, &mut store_failures)
             });
-            for &repeat in repeats.get(&index).into_iter().flatten() {
+            // (No hash lookup per point when the batch has no repeats.)
+            let copies = if repeats.is_empty() {
+                None
+            } else {
+                repeats.get(&index)
+            };
+            for &repeat in copies.into_iter().flatten() {
                 delivered[repeat] = true;
                 let copy = match (&result, &stored) {
                     (Ok(_), Some(bytes)) => crate::codec::decode::<M::Output>(bytes)
