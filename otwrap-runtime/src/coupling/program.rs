@@ -6,6 +6,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
@@ -319,7 +320,15 @@ impl Program {
             (Capture::Discard, _) => return Ok((Stdio::null(), Captured::NotCaptured)),
             (Capture::Inherit, _) => return Ok((Stdio::inherit(), Captured::NotCaptured)),
         };
-        match File::create(&path) {
+        // O_NOFOLLOW: a symlink at the capture path (planted, or left by a
+        // program) is an error, never a file truncated elsewhere.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        match created {
             Ok(file) => Ok((Stdio::from(file), Captured::File(path))),
             Err(source) => match &self.dir {
                 Some(dir) if !dir.is_dir() => Err(CouplingError::DirNotFound {
@@ -768,6 +777,22 @@ mod tests {
             dir.path().canonicalize().unwrap().display()
         );
         assert_eq!(memory_text(&output.stdout), expected);
+    }
+
+    #[test]
+    fn a_symlink_at_a_capture_path_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious.txt");
+        std::fs::write(&precious, "keep").unwrap();
+        std::os::unix::fs::symlink(&precious, dir.path().join("out.txt")).unwrap();
+        let err = Program::new("echo")
+            .arg("overwritten")
+            .current_dir(dir.path())
+            .stdout_file("out.txt")
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, CouplingError::WriteFile { .. }), "{err:?}");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
     }
 
     #[test]
