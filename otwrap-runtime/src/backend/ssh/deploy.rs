@@ -112,11 +112,18 @@ pub(crate) fn ensure_binary(
             }
         }
     }
+    // Unique per upload: hosts may share a filesystem (or be one machine),
+    // and two uploads writing one file would leave it busy or mixed.
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let partial = dir.join(format!(
-        ".{}.part-{}-{}",
+        ".{}.part-{}-{}-{}-{}",
         binary.file_name(),
+        crate::host::hostname(),
         std::process::id(),
-        crate::host::hostname()
+        UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
     ));
     let mut remote = sftp
         .open_mode(
