@@ -2,10 +2,13 @@
 //! template + solver + parse, through the attributes) against the same work
 //! written by hand with std only, and the bare solver run. Run with
 //! `cargo bench --bench beam`; OTWRAP_BENCH_POINTS and OTWRAP_BENCH_RUNS
-//! change the sizes. Prints medians.
+//! change the sizes. Prints medians; with OTWRAP_BENCH_JSON=path, also
+//! appends them to that file as JSON lines.
 
 #[path = "../examples/beam/common.rs"]
 mod common;
+#[path = "support/json.rs"]
+mod json;
 
 use std::hint::black_box;
 use std::path::Path;
@@ -139,6 +142,14 @@ fn main() -> Result<(), BoxError> {
             black_box(status.ok());
         }
     });
+    json::emit(
+        "beam",
+        "bare solver run, serial",
+        n,
+        runs,
+        bare,
+        &[("workers", 1usize.into())],
+    );
     let per_eval = |t: Duration| t.as_secs_f64() / n as f64 * 1e3;
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
     println!(
@@ -184,6 +195,17 @@ fn main() -> Result<(), BoxError> {
         ("hand-written loop, rayon x2", hand_rayon),
         ("otwrap, rayon backend x2", otwrap_rayon),
     ] {
+        json::emit(
+            "beam",
+            name,
+            n,
+            runs,
+            t,
+            &[(
+                "workers",
+                if name.contains("x2") { workers } else { 1 }.into(),
+            )],
+        );
         println!(
             "{name:<34} {:>9.3} ms/eval {:>9.1} eval/s",
             per_eval(t),

@@ -1,6 +1,10 @@
 //! The cache: lookups per second of a fully cached batch, and the cost the
 //! cache adds to a batch with no hit. Run with `cargo bench --bench cache`;
-//! OTWRAP_BENCH_POINTS and OTWRAP_BENCH_RUNS change the sizes. Medians.
+//! OTWRAP_BENCH_POINTS and OTWRAP_BENCH_RUNS change the sizes. Medians;
+//! with OTWRAP_BENCH_JSON=path, also appended to that file as JSON lines.
+
+#[path = "support/json.rs"]
+mod json;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -93,6 +97,7 @@ fn main() -> Result<(), otwrap::Error> {
     );
     let us = |t: Duration| t.as_secs_f64() / n as f64 * 1e6;
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
+    json::emit("cache", "no cache", n, runs, plain_t, &[]);
     println!(
         "{:<40} {:>10.1} ms",
         "no cache",
@@ -102,6 +107,22 @@ fn main() -> Result<(), otwrap::Error> {
         ("disk (sled)", disk_cold, disk_warm),
         ("memory", mem_cold, mem_warm),
     ] {
+        json::emit(
+            "cache",
+            &format!("{name}, no hit"),
+            n,
+            runs,
+            cold,
+            &[("added_us_per_point", (us(cold) - us(plain_t)).into())],
+        );
+        json::emit(
+            "cache",
+            &format!("{name}, all hits"),
+            n,
+            runs,
+            warm,
+            &[("hits_per_s", rate(warm).into())],
+        );
         println!(
             "{name:<12} no hits {:>9.1} ms (+{:.3} us/point over no cache); all hits {:>9.1} ms = {:>10.0} hits/s",
             cold.as_secs_f64() * 1e3,

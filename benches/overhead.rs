@@ -1,7 +1,12 @@
 //! Framework overhead per point: `name::map` over trivial points against a
 //! hand-written rayon `par_iter` on the same pool size, and the `processes`
 //! backend. Run with `cargo bench --bench overhead`; set OTWRAP_BENCH_POINTS
-//! and OTWRAP_BENCH_RUNS to change the sizes. Prints medians.
+//! and OTWRAP_BENCH_RUNS to change the sizes (OTWRAP_BENCH_PROCESSES=0 skips
+//! the processes backend). Prints medians; with OTWRAP_BENCH_JSON=path, also
+//! appends them to that file as JSON lines.
+
+#[path = "support/json.rs"]
+mod json;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -58,7 +63,19 @@ fn main() {
         let out: Vec<f64> = pool.install(|| inputs.par_iter().map(|x| trivial(*x)).collect());
         black_box(out);
     });
-    let report = |name: &str, t: Duration| {
+    let report = |name: &str, t: Duration, runs: usize| {
+        json::emit(
+            "overhead",
+            name,
+            n,
+            runs,
+            t,
+            &[
+                ("workers", workers.into()),
+                ("baseline", "bare rayon par_iter".into()),
+                ("baseline_s", bare.as_secs_f64().into()),
+            ],
+        );
         let per_point = t.as_secs_f64() / n as f64 * 1e6;
         let overhead = (t.as_secs_f64() - bare.as_secs_f64()) / n as f64 * 1e6;
         println!(
@@ -69,7 +86,7 @@ fn main() {
             100.0 * bare.as_secs_f64() / t.as_secs_f64()
         );
     };
-    report("bare rayon par_iter", bare);
+    report("bare rayon par_iter", bare, runs);
 
     let rayon = time(runs, || {
         let batch = trivial::runner()
@@ -78,7 +95,7 @@ fn main() {
             .expect("batch runs");
         black_box(batch);
     });
-    report("otwrap rayon map", rayon);
+    report("otwrap rayon map", rayon, runs);
 
     let for_each = time(runs, || {
         let mut sum = 0.0;
@@ -88,7 +105,7 @@ fn main() {
             .expect("batch runs");
         black_box(sum);
     });
-    report("otwrap rayon for_each", for_each);
+    report("otwrap rayon for_each", for_each, runs);
 
     let serial = time(runs, || {
         let batch = trivial::runner()
@@ -97,8 +114,11 @@ fn main() {
             .expect("batch runs");
         black_box(batch);
     });
-    report("otwrap serial map", serial);
+    report("otwrap serial map", serial, runs);
 
+    if env_usize("OTWRAP_BENCH_PROCESSES", 1) == 0 {
+        return;
+    }
     let proc_runs = runs.min(3);
     let processes = time(proc_runs, || {
         let batch = trivial::runner()
@@ -109,5 +129,5 @@ fn main() {
         assert!(batch.is_complete());
         black_box(batch);
     });
-    report("otwrap processes map", processes);
+    report("otwrap processes map", processes, proc_runs);
 }

@@ -3,10 +3,13 @@
 //! points with 1 and 4 slots, and the beam model over ssh against rayon.
 //! Run with `scripts/services/sshd.sh start && cargo bench --bench ssh`;
 //! OTWRAP_BENCH_POINTS, OTWRAP_BENCH_BEAM_POINTS and OTWRAP_BENCH_RUNS
-//! change the sizes. Prints medians.
+//! change the sizes. Prints medians; with OTWRAP_BENCH_JSON=path, also
+//! appends them to that file as JSON lines.
 
 #[path = "../examples/beam/common.rs"]
 mod common;
+#[path = "support/json.rs"]
+mod json;
 #[path = "../tests/support/services.rs"]
 mod services;
 
@@ -106,6 +109,15 @@ fn main() -> Result<(), BoxError> {
         ("4 slots (2 hosts)", vec![(0, 2), (1, 2)]),
     ] {
         let t = time(runs, || on_hosts::<trivial::Model>(&env, &hosts), &inputs)?;
+        let slots: usize = hosts.iter().map(|&(_, s)| s).sum();
+        json::emit(
+            "ssh",
+            &format!("trivial, {slots} slots on {} hosts", hosts.len()),
+            n,
+            runs,
+            t,
+            &[("slots", slots.into()), ("hosts", hosts.len().into())],
+        );
         println!(
             "  {label}: {:8.3} s  {:9.0} points/s  {:7.1} µs/point of wall time",
             t.as_secs_f64(),
@@ -136,6 +148,22 @@ fn main() -> Result<(), BoxError> {
         || on_hosts::<beam::Model>(&env, &[(0, 2)]).set("worker_path", exe.as_str()),
         &points,
     )?;
+    json::emit(
+        "ssh",
+        "beam, rayon 2 workers",
+        n_beam,
+        runs,
+        rayon,
+        &[("workers", 2usize.into())],
+    );
+    json::emit(
+        "ssh",
+        "beam, ssh 1 host x 2 slots",
+        n_beam,
+        runs,
+        ssh,
+        &[("slots", 2usize.into()), ("hosts", 1usize.into())],
+    );
     let rate = |t: Duration| n_beam as f64 / t.as_secs_f64();
     println!(
         "  rayon, 2 workers     : {:7.3} s  {:7.0} eval/s",

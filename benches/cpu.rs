@@ -1,0 +1,155 @@
+//! A CPU-heavy model (about 10 ms of floating-point work a point, 200
+//! points): speed-up of otwrap on 2 workers over a plain serial loop, next to
+//! a bare rayon loop on the same 2 threads (what the machine allows).
+//! Run with `cargo bench --bench cpu`; OTWRAP_BENCH_POINTS,
+//! OTWRAP_BENCH_POINT_MS (work per point) and OTWRAP_BENCH_RUNS change the
+//! sizes. The variants are interleaved run by run so that a burst of load
+//! from elsewhere hits them alike. Prints medians; with
+//! OTWRAP_BENCH_JSON=path, also appends them to that file as JSON lines.
+
+#[path = "support/json.rs"]
+mod json;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use otwrap::prelude::*;
+use rayon::prelude::*;
+
+/// `iters` steps of the logistic map: a dependent chain of floating-point
+/// operations that the compiler can neither vectorize nor skip.
+fn spin(seed: u64, iters: u64) -> f64 {
+    let mut acc = 0.25 + (seed % 1000) as f64 * 1e-4;
+    for i in 0..iters {
+        acc = (3.9 * acc * (1.0 - acc)).mul_add(0.999_999, (i & 7) as f64 * 1e-12);
+    }
+    acc
+}
+
+/// One point: `[seed, iterations]` (the work travels with the point, so the
+/// processes backend's workers do the same work without calibrating).
+#[parallelize(backend = "rayon", progress = "never")]
+fn heavy(x: [u64; 2]) -> f64 {
+    spin(x[0], x[1])
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Iterations of [`spin`] that take `ms` milliseconds on one thread (the
+/// fastest of a few timings, so that load elsewhere inflates it least).
+fn calibrate(ms: f64) -> u64 {
+    let probe = 1u64 << 20;
+    let best = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(spin(black_box(1), probe));
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    ((ms * 1e-3 / best) * probe as f64).max(1.0) as u64
+}
+
+#[otwrap::main]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n = env_usize("OTWRAP_BENCH_POINTS", 200);
+    let point_ms = env_usize("OTWRAP_BENCH_POINT_MS", 10) as f64;
+    let runs = env_usize("OTWRAP_BENCH_RUNS", 5);
+    let workers = 2;
+    let iters = calibrate(point_ms);
+    let inputs: Vec<[u64; 2]> = (0..n as u64).map(|k| [k, iters]).collect();
+    println!(
+        "cpu-heavy model: {n} points of ~{point_ms} ms ({iters} iterations), {workers} workers, median of {runs} runs (interleaved)"
+    );
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()?;
+    type Variant<'a> = (&'a str, usize, Box<dyn Fn() + 'a>);
+    let variants: Vec<Variant> = vec![
+        (
+            "serial loop (no otwrap)",
+            1,
+            Box::new(|| {
+                let out: Vec<f64> = inputs.iter().map(|x| spin(x[0], x[1])).collect();
+                black_box(out);
+            }),
+        ),
+        (
+            "bare rayon par_iter x2",
+            workers,
+            Box::new(|| {
+                let out: Vec<f64> =
+                    pool.install(|| inputs.par_iter().map(|x| spin(x[0], x[1])).collect());
+                black_box(out);
+            }),
+        ),
+        (
+            "otwrap rayon x2",
+            workers,
+            Box::new(|| {
+                let batch = heavy::runner()
+                    .workers(workers)
+                    .map(&inputs)
+                    .expect("batch runs");
+                assert!(batch.is_complete());
+                black_box(batch);
+            }),
+        ),
+        (
+            "otwrap processes x2",
+            workers,
+            Box::new(|| {
+                let batch = heavy::runner()
+                    .backend(Backend::Processes)
+                    .workers(workers)
+                    .map(&inputs)
+                    .expect("batch runs");
+                assert!(batch.is_complete(), "{:?}", batch.errors().next());
+                black_box(batch);
+            }),
+        ),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    for _ in 0..runs {
+        for (k, (_, _, run)) in variants.iter().enumerate() {
+            let start = Instant::now();
+            run();
+            times[k].push(start.elapsed());
+        }
+    }
+    let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    let serial = medians[0];
+    for ((name, w, _), t) in variants.iter().zip(&medians) {
+        let speedup = serial.as_secs_f64() / t.as_secs_f64();
+        json::emit(
+            "cpu",
+            name,
+            n,
+            runs,
+            *t,
+            &[
+                ("workers", (*w).into()),
+                ("speedup", speedup.into()),
+                ("point_ms", point_ms.into()),
+                ("iterations", iters.into()),
+            ],
+        );
+        println!(
+            "{name:<26} {:>9.3} s  {:>7.3} ms/point  speed-up {:>5.2}",
+            t.as_secs_f64(),
+            t.as_secs_f64() * 1e3 / n as f64,
+            speedup
+        );
+    }
+    Ok(())
+}
