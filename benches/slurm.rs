@@ -4,15 +4,20 @@
 //! parse), with the number of sbatch, squeue and other SLURM calls each
 //! batch made. Run with `cargo bench --bench slurm`; OTWRAP_BENCH_TRIVIAL,
 //! OTWRAP_BENCH_BEAM and OTWRAP_BENCH_RUNS change the sizes. Every SLURM run
-//! uses a fresh run directory (no resume). Prints medians.
+//! uses a fresh run directory (no resume). Prints medians; with
+//! OTWRAP_BENCH_JSON=path, also appends them to that file as JSON lines,
+//! with how long after the last result record was written the batch
+//! returned (`noticed_after_s`).
 
 #[path = "../examples/beam/common.rs"]
 mod common;
+#[path = "support/json.rs"]
+mod json;
 #[path = "../tests/support/services.rs"]
 mod services;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{solver, template, BoxError};
 use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program};
@@ -79,22 +84,67 @@ fn calls_of(runs: &Path) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// When the last result record of the run in `runs` was written (the
+/// newest modification time in its `results/`).
+fn last_result_write(runs: &Path) -> Option<SystemTime> {
+    let run = std::fs::read_dir(runs)
+        .ok()?
+        .find_map(|e| e.ok().map(|e| e.path()))?;
+    std::fs::read_dir(run.join("results"))
+        .ok()?
+        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+        .max()
+}
+
 /// Times `runs` SLURM batches (each in a fresh run directory) and returns
-/// the median and the calls of the last run.
+/// the median, the calls of the last run and the median time from the last
+/// result record written to the batch returning.
 fn time_slurm(
     runs: usize,
     mut batch: impl FnMut(&Path) -> Result<(), BoxError>,
-) -> Result<(Duration, String), BoxError> {
+) -> Result<(Duration, String, Option<f64>), BoxError> {
     let mut times = Vec::new();
     let mut calls = String::new();
+    let mut noticed = Vec::new();
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
         let start = Instant::now();
         batch(dir.path())?;
         times.push(start.elapsed());
+        let end = SystemTime::now();
         calls = calls_of(dir.path());
+        if let Some(last) = last_result_write(dir.path()) {
+            noticed.push(end.duration_since(last).unwrap_or_default());
+        }
     }
-    Ok((median(times), calls))
+    let noticed = (!noticed.is_empty()).then(|| median(noticed).as_secs_f64());
+    Ok((median(times), calls, noticed))
+}
+
+/// Appends the rayon and slurm rows of one workload to OTWRAP_BENCH_JSON.
+fn emit_json(
+    kind: &str,
+    n: usize,
+    runs: usize,
+    rayon: Duration,
+    slurm: [(&str, Duration, &str, Option<f64>); 2],
+) {
+    json::emit(
+        "slurm",
+        "rayon, 2 workers",
+        n,
+        runs,
+        rayon,
+        &[("kind", kind.into())],
+    );
+    for (name, t, calls, noticed) in slurm {
+        let mut extra: Vec<(&str, json::Value)> =
+            vec![("kind", kind.into()), ("calls", calls.into())];
+        if let Some(s) = noticed {
+            extra.push(("noticed_after_s", s.into()));
+        }
+        json::emit("slurm", name, n, runs, t, &extra);
+    }
 }
 
 fn time_rayon(
@@ -148,7 +198,7 @@ fn bench_trivial(n_trivial: usize, runs: usize, cpus: usize) -> Result<(), BoxEr
         trivial::runner().workers(2).map(&inputs)?.values()?;
         Ok(())
     })?;
-    let (slurm, calls) = time_slurm(runs, |dir| {
+    let (slurm, calls, noticed) = time_slurm(runs, |dir| {
         let values = trivial::runner()
             .backend(Backend::Slurm)
             .set("run_dir", dir.display().to_string())
@@ -158,7 +208,7 @@ fn bench_trivial(n_trivial: usize, runs: usize, cpus: usize) -> Result<(), BoxEr
         Ok(())
     })?;
     let per_cpu = n_trivial.div_ceil(cpus);
-    let (slurm_wave, calls_wave) = time_slurm(runs, |dir| {
+    let (slurm_wave, calls_wave, noticed_wave) = time_slurm(runs, |dir| {
         let values = trivial::runner()
             .backend(Backend::Slurm)
             .set("run_dir", dir.display().to_string())
@@ -168,6 +218,21 @@ fn bench_trivial(n_trivial: usize, runs: usize, cpus: usize) -> Result<(), BoxEr
         assert_eq!(values, expected);
         Ok(())
     })?;
+    emit_json(
+        "trivial",
+        n_trivial,
+        runs,
+        rayon,
+        [
+            ("slurm, default grouping", slurm, &calls, noticed),
+            (
+                "slurm, one task per CPU",
+                slurm_wave,
+                &calls_wave,
+                noticed_wave,
+            ),
+        ],
+    );
     println!("{n_trivial} trivial points:");
     line("  rayon, 2 workers", n_trivial, rayon, "");
     line("  slurm (default grouping)", n_trivial, slurm, &calls);
@@ -195,7 +260,7 @@ fn bench_beam(n_beam: usize, runs: usize, cpus: usize) -> Result<(), BoxError> {
         beam::runner().workers(2).map(&points)?.values()?;
         Ok(())
     })?;
-    let (slurm, calls) = time_slurm(runs, |dir| {
+    let (slurm, calls, noticed) = time_slurm(runs, |dir| {
         let values = beam::runner()
             .backend(Backend::Slurm)
             .set("run_dir", dir.display().to_string())
@@ -205,7 +270,7 @@ fn bench_beam(n_beam: usize, runs: usize, cpus: usize) -> Result<(), BoxError> {
         Ok(())
     })?;
     let per_cpu = n_beam.div_ceil(cpus);
-    let (slurm_wave, calls_wave) = time_slurm(runs, |dir| {
+    let (slurm_wave, calls_wave, noticed_wave) = time_slurm(runs, |dir| {
         let values = beam::runner()
             .backend(Backend::Slurm)
             .set("run_dir", dir.display().to_string())
@@ -215,6 +280,21 @@ fn bench_beam(n_beam: usize, runs: usize, cpus: usize) -> Result<(), BoxError> {
         assert_eq!(values, expected);
         Ok(())
     })?;
+    emit_json(
+        "beam",
+        n_beam,
+        runs,
+        rayon,
+        [
+            ("slurm, default grouping", slurm, &calls, noticed),
+            (
+                "slurm, one task per CPU",
+                slurm_wave,
+                &calls_wave,
+                noticed_wave,
+            ),
+        ],
+    );
     println!("{n_beam} beam points:");
     line("  rayon, 2 workers", n_beam, rayon, "");
     line("  slurm (default grouping)", n_beam, slurm, &calls);
