@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Prints bench/results.json (written by bench/run.sh) as the markdown tables
+of BENCHMARKS.md:
+
+    python3 bench/report.py [bench/results.json] > /tmp/tables.md
+
+Standard library only.
+"""
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fmt_time(s):
+    if s is None:
+        return "n/a"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} µs"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_per_point(us):
+    if us is None:
+        return "n/a"
+    if us < 1:
+        return f"{us * 1e3:.1f} ns"
+    if us < 1000:
+        return f"{us:.2f} µs"
+    return f"{us / 1e3:.3f} ms"
+
+
+def fmt_rate(r):
+    if r is None:
+        return "n/a"
+    if r >= 1e6:
+        return f"{r / 1e6:.2f} M"
+    return f"{r:,.0f}"
+
+
+def fmt_ratio(row):
+    r = row.get("ratio")
+    if r is None:
+        return ""
+    to = row.get("ratio_to", "")
+    if "fraction" in to:
+        return f"{r * 100:.1f}% ({to})"
+    return f"{r:.2f}× ({to})"
+
+
+def calls(row):
+    c = row.get("calls")
+    if isinstance(c, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+    return str(c) if c else ""
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(x) for x in r) + " |")
+    return "\n".join(out)
+
+
+def rows_generic(w):
+    out = []
+    for r in w["rows"]:
+        if r.get("error"):
+            out.append([r["variant"], r.get("points", ""), "failed: " + r["error"][:80], "", "", ""])
+            continue
+        out.append([r["variant"], f"{r.get('points', 0):,}", fmt_time(r.get("median")),
+                    fmt_per_point(r.get("per_point_us")), fmt_rate(r.get("points_per_s")), fmt_ratio(r)])
+    return table(["variant", "points", "median wall time", "per point", "points/s", "ratio"], out)
+
+
+def rows_slurm(w):
+    out = []
+    for r in w["rows"]:
+        if r.get("error"):
+            out.append([r["variant"], r.get("points", ""), "failed: " + r["error"][:80], "", "", "", ""])
+            continue
+        extra = []
+        if r.get("start_s") is not None:
+            extra.append(f"start {r['start_s']:.2f} s + compute {r['compute_s']:.2f} s")
+        if r.get("last_written_s") is not None:
+            extra.append(f"last task wrote at {r['last_written_s']:.2f} s")
+        if r.get("noticed_after_s") is not None:
+            extra.append(f"noticed {r['noticed_after_s']:.2f} s later")
+        out.append([r["variant"], f"{r.get('points', 0):,}", fmt_time(r.get("median")),
+                    fmt_rate(r.get("points_per_s")), calls(r), "; ".join(extra), fmt_ratio(r)])
+    return table(["variant", "points", "median wall time", "points/s", "SLURM calls", "detail", "ratio"], out)
+
+
+def rows_memory(w):
+    out = []
+    for r in w["rows"]:
+        if r.get("vmhwm_kb") is None:
+            continue
+        out.append([r["variant"], f"{r.get('points', 0):,}", f"{r['vmhwm_kb'] / 1024:.1f} MiB",
+                    f"{r['above_inputs_kb'] / 1024:.1f} MiB", f"{r['bytes_per_point_above_inputs']:.0f}",
+                    f"{r['ratio']:.2f}" if r.get("ratio") else ""])
+    return table(["variant", "points", "VmHWM", "over 'inputs only'", "bytes/point over inputs",
+                  "VmHWM / bare rayon"], out)
+
+
+def rows_growth(w):
+    sizes = sorted({int(k) for r in w["rows"] for k in r["by_points"]})
+    out = []
+    for r in w["rows"]:
+        vals = []
+        for n in sizes:
+            v = r["by_points"].get(str(n))
+            vals.append("" if v is None else (f"{v:.3g}" if v < 100 else f"{v:,.0f}"))
+        g = r.get("growth_last_decade")
+        out.append([r["variant"], r["unit"]] + vals + [f"×{g:.2f}" if g else ""])
+    return table(["workload", "unit"] + [f"{n:,} points" for n in sizes] + ["last step"], out)
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bench", "results.json")
+    with open(path) as f:
+        res = json.load(f)
+    m = res["machine"]
+    git = res.get("git", {})
+    print(f"Measured {res['date']} by `bench/run.sh`"
+          + (" --quick" if res["options"].get("quick") else "")
+          + (f" --only {','.join(res['options']['only'])}" if res["options"].get("only") else "")
+          + f" (runs {res['options']['runs']}, rounds of slow workloads {res['options']['slow_runs']}) on "
+          f"{m['nproc']} × {m['cpu_model']}, {m.get('memory_gib')} GiB, kernel {m['kernel']}, {m.get('os')}, "
+          f"{m.get('rustc')}, Python {m.get('python')}; commit `{(git.get('commit') or '?')[:10]}`"
+          + (" with uncommitted changes in " + ", ".join(f"`{p}`" for p in git.get("modified", []))
+             if git.get("dirty") else "")
+          + f". Load average at the start {res.get('load_start')}, at the end {res.get('load_end')} "
+          "(the machine is shared: compare ratios measured in the same run).")
+    print()
+    for w in res["workloads"]:
+        print(f"### {w['title']}")
+        print()
+        if w.get("skipped"):
+            print(f"Skipped: {w['skipped']}.")
+            print()
+            continue
+        load = f"load {w.get('load_before')} → {w.get('load_after')}"
+        rounds = f"{w['rounds']} round(s), " if w.get("rounds", 1) > 1 else ""
+        print(f"{rounds}{load}, {w.get('seconds', 0):.0f} s. Commands:")
+        print()
+        for c in w["commands"]:
+            print(f"- `{c}`")
+        print()
+        render = {"slurm": rows_slurm, "memory": rows_memory, "growth": rows_growth}.get(w["name"], rows_generic)
+        print(render(w))
+        print()
+        if w.get("targets"):
+            print(table(["target (issue 8)", "measured", "met"],
+                        [[t["target"], t["display"] + (f" — {t['bound']}" if t.get("bound") else ""),
+                          {True: "yes", False: "**no**", None: "—"}[t["met"]]] for t in w["targets"]]))
+            print()
+        for n in w.get("notes", []):
+            print(f"Note: {n}")
+            print()
+
+
+if __name__ == "__main__":
+    main()
