@@ -136,10 +136,10 @@ const FIRST_READ: usize = 64 << 10;
 ///
 /// Memory is bounded by the bytes actually received: the payload buffer
 /// starts small and grows as bytes arrive (a corrupt length announcing up
-/// to [`MAX_FRAME`] with nothing behind it costs [`FIRST_READ`] bytes, not
-/// the announced length), and decoding allocates no more than the payload's
-/// own size (see [`crate::codec::decode`]). Truncated, oversized and
-/// undecodable frames are errors, never panics.
+/// to [`MAX_FRAME`] with nothing behind it costs 64 KiB, not the announced
+/// length), and decoding allocates no more than the payload's own size (see
+/// [`crate::codec::decode`]). Truncated, oversized and undecodable frames
+/// are errors, never panics.
 pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, FrameError> {
     let mut len = [0u8; 4];
     match read_full(r, &mut len)? {
