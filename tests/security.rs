@@ -5,8 +5,8 @@
 //!   them go through the coupling tools, the SSH backend (remote directory,
 //!   worker path) and the SLURM backend (job name, wckey, run, log and
 //!   worker paths), and the marker must never appear;
-//! - work directories, their bases, the cache and log directories are
-//!   created 0700;
+//! - work directories, their bases, the cache and log directories, and
+//!   SLURM run and log directories are created 0700;
 //! - a directory or symlink planted by another user where otwrap creates or
 //!   opens its own is refused with an error naming it (as root, "another
 //!   user" is `nobody`, uid 65534);
@@ -475,6 +475,21 @@ fn slurm_names_and_paths_never_reach_a_shell() -> Result<(), Failed> {
         check(fs::read_dir(hostile.join("logs"))?.count() > 0, || {
             format!("no task logs in {:?}", hostile.join("logs"))
         })?;
+        // The run directory, its results and the log directory are private.
+        let runs: Vec<PathBuf> = fs::read_dir(hostile.join("runs"))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        check(runs.len() == 1, || format!("run directories: {runs:?}"))?;
+        for dir in [
+            hostile.join("runs"),
+            runs[0].clone(),
+            runs[0].join("results"),
+            hostile.join("logs"),
+        ] {
+            check(mode(&dir)? == 0o700, || {
+                format!("{dir:?} has mode {:o}", mode(&dir).unwrap_or(0))
+            })?;
+        }
     }
     Ok(())
 }
