@@ -129,8 +129,8 @@ fn serve(
             registered_ids().join(", ")
         )
     })?;
-    let points = read_task(&tasks_file(&run, submission), task)?;
     let mut inputs = InputsFile::open(&run.join(run_dir::INPUTS))?;
+    let points = read_task(&tasks_file(&run, submission), task, inputs.len())?;
     // A task SLURM ran again (requeue) skips what its earlier runs recorded.
     let mut done = HashSet::new();
     for earlier in 0..restart {

@@ -195,7 +195,19 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             None => Vec::new(),
         };
         let hash = run_dir::encode_inputs(M::ID, &salt, job.inputs, None).map_err(backend_error)?;
-        let run = base.join(format!("{}-{:020x}", M::NAME, hash >> 48));
+        // A hand-written `Model::NAME` could hold `/` or `..`: the run
+        // directory's name keeps only plain characters.
+        let name: String = M::NAME
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let run = base.join(format!("{name}-{:020x}", hash >> 48));
         let log_dir = o
             .log_dir
             .as_deref()
@@ -403,7 +415,7 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
     fn adopt_previous_jobs(&mut self) {
         for line in run_dir::read_jobs(&self.run) {
             let path = run_dir::tasks_file(&self.run, line.seq);
-            let tasks = match run_dir::read_all_tasks(&path) {
+            let tasks = match run_dir::read_all_tasks(&path, self.job.inputs.len() as u64) {
                 Ok(tasks) => tasks,
                 Err(e) => {
                     tracing::warn!(

@@ -21,7 +21,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -72,12 +72,15 @@ pub(crate) fn parse_result_name(name: &str) -> Option<(u32, u32, u32)> {
     Some((seq.parse().ok()?, task.parse().ok()?, restart.parse().ok()?))
 }
 
-/// Creates a directory (and its missing parents) readable by its owner only.
+/// Creates a directory (and its missing parents) readable by its owner
+/// only; an existing one that another user owns, or a symlink of another
+/// user's on the way, is refused (see `crate::secure_fs`).
 pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
+    use crate::secure_fs::Refused;
+    crate::secure_fs::create_private_dir(path, 1).map_err(|refused| match refused {
+        Refused::Io { source, .. } => source,
+        other => io::Error::new(io::ErrorKind::PermissionDenied, other.to_string()),
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
@@ -288,14 +291,28 @@ fn read_tasks_file(path: &Path) -> Result<TasksFile, String> {
     Ok(file)
 }
 
-fn from_runs(runs: &[(u64, u64)]) -> Vec<u64> {
-    runs.iter()
-        .flat_map(|&(start, len)| start..start.saturating_add(len))
-        .collect()
+/// The points of `runs`, which must all be below `points` (the batch's
+/// size): a damaged run of 2^64 points is an error, not an allocation.
+fn from_runs(path: &Path, runs: &[(u64, u64)], points: u64) -> Result<Vec<u64>, String> {
+    let mut total = 0u64;
+    for &(start, len) in runs {
+        total = total.saturating_add(len);
+        if start.checked_add(len).is_none_or(|end| end > points) || total > points {
+            return Err(format!(
+                "{} is damaged: it lists points beyond the {points} of the batch",
+                path.display()
+            ));
+        }
+    }
+    Ok(runs
+        .iter()
+        .flat_map(|&(start, len)| start..start + len)
+        .collect())
 }
 
-/// The points of array task `task` in a tasks file, in evaluation order.
-pub(crate) fn read_task(path: &Path, task: u32) -> Result<Vec<u64>, String> {
+/// The points of array task `task` in a tasks file, in evaluation order;
+/// every one below `points`.
+pub(crate) fn read_task(path: &Path, task: u32, points: u64) -> Result<Vec<u64>, String> {
     let file = read_tasks_file(path)?;
     let runs = file.tasks.get(task as usize).ok_or_else(|| {
         format!(
@@ -304,16 +321,16 @@ pub(crate) fn read_task(path: &Path, task: u32) -> Result<Vec<u64>, String> {
             file.tasks.len()
         )
     })?;
-    Ok(from_runs(runs))
+    from_runs(path, runs, points)
 }
 
-/// The points of every array task in a tasks file.
-pub(crate) fn read_all_tasks(path: &Path) -> Result<Vec<Vec<u64>>, String> {
-    Ok(read_tasks_file(path)?
+/// The points of every array task in a tasks file; every one below `points`.
+pub(crate) fn read_all_tasks(path: &Path, points: u64) -> Result<Vec<Vec<u64>>, String> {
+    read_tasks_file(path)?
         .tasks
         .iter()
-        .map(|runs| from_runs(runs))
-        .collect())
+        .map(|runs| from_runs(path, runs, points))
+        .collect()
 }
 
 // ---------------------------------------------------------------- jobs
@@ -627,14 +644,23 @@ mod tests {
         write_tasks(&path, &tasks).expect("write");
         assert!(fs::metadata(&path).expect("meta").len() < 64);
         assert_eq!(
-            read_task(&path, 0).expect("task 0"),
+            read_task(&path, 0, 1002).expect("task 0"),
             (0..1000).collect::<Vec<u64>>()
         );
         assert_eq!(
-            read_task(&path, 1).expect("task 1"),
+            read_task(&path, 1, 1002).expect("task 1"),
             vec![3, 4, 9, 1000, 1001]
         );
-        assert!(read_task(&path, 2).is_err());
+        assert!(read_task(&path, 2, 1002).is_err());
+        // Points beyond the batch: damaged, refused before any allocation.
+        assert!(read_task(&path, 1, 1001).is_err());
+        let huge = TasksFile {
+            format: FORMAT,
+            tasks: vec![vec![(0, u64::MAX)]],
+        };
+        fs::write(&path, crate::codec::encode(&huge).expect("encode")).expect("write");
+        assert!(read_task(&path, 0, 10).is_err());
+        assert!(read_all_tasks(&path, 10).is_err());
     }
 
     #[test]

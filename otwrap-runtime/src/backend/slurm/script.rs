@@ -51,12 +51,13 @@ pub(crate) fn shell_quote(word: &str) -> String {
 
 /// An `#SBATCH --name=value` line. sbatch reads these lines itself (not a
 /// shell): a value with spaces goes in double quotes, and a value it could
-/// not read back (a double quote, a backslash, a line break) is refused.
+/// not read back (a quote of either kind, a backslash, a line break) is
+/// refused: sbatch's parser takes `'` as an opening quote too.
 fn directive(out: &mut String, name: &str, value: &str) -> Result<(), String> {
-    if value.contains(['"', '\\', '\n', '\r']) {
+    if value.contains(['"', '\'', '\\', '\n', '\r']) {
         return Err(format!(
             "the value of --{name} ({value:?}) cannot be written in an #SBATCH line: \
-             it must not contain a double quote, a backslash or a line break"
+             it must not contain a double quote, a single quote, a backslash or a line break"
         ));
     }
     if value.contains(char::is_whitespace) || value.is_empty() {
@@ -82,7 +83,8 @@ pub(crate) fn render(spec: &ScriptSpec<'_>) -> Result<String, String> {
         let _ = write!(array, "%{n}");
     }
     directive(&mut s, "array", &array)?;
-    let log_dir = path_text(spec.log_dir, "log directory")?;
+    // `%` starts a replacement symbol in sbatch file names: `%%` is a `%`.
+    let log_dir = path_text(spec.log_dir, "log directory")?.replace('%', "%%");
     directive(&mut s, "output", &format!("{log_dir}/%A_%a.out"))?;
     directive(&mut s, "error", &format!("{log_dir}/%A_%a.err"))?;
     let typed: [(&str, Option<String>); 8] = [
@@ -235,6 +237,23 @@ mod tests {
         };
         let e = render(&spec).unwrap_err();
         assert!(e.contains("double quote"), "{e}");
+        for job_name in ["job'x", "a\\b"] {
+            let e = render(&ScriptSpec {
+                job_name,
+                ..spec.clone()
+            })
+            .unwrap_err();
+            assert!(e.contains("--job-name"), "{e}");
+        }
+        let text = render(&ScriptSpec {
+            log_dir: Path::new("/tmp/100%/logs"),
+            ..spec
+        })
+        .expect("render");
+        assert!(
+            text.contains("#SBATCH --output=/tmp/100%%/logs/%A_%a.out\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -81,26 +81,53 @@ pub(crate) fn ensure_binary(
     let sftp = session
         .sftp()
         .map_err(|e| format!("cannot open SFTP to copy the worker binary: {e}"))?;
+    let home = sftp
+        .realpath(Path::new("."))
+        .map_err(|e| format!("cannot find the remote home directory: {e}"))?;
+    // Who we are on the host: the owner of the login directory.
+    let uid = sftp.stat(&home).ok().and_then(|stat| stat.uid);
     let base = if remote_dir.starts_with('/') {
         PathBuf::from(remote_dir)
     } else {
-        let home = sftp
-            .realpath(Path::new("."))
-            .map_err(|e| format!("cannot find the remote home directory: {e}"))?;
         home.join(remote_dir)
     };
     let dir = base.join(&binary.hash);
     let target = dir.join(binary.file_name());
+    // What otwrap runs must be ours, in directories only we can change:
+    // with `remote_dir` in a shared place (/tmp), another user could
+    // otherwise plant a binary of the right size at the hash path (which
+    // anyone who can read the binary can compute), or a symlink on the way.
+    let ours = |path: &Path| -> Result<(), String> {
+        let stat = sftp
+            .lstat(path)
+            .map_err(|e| format!("cannot examine {} on the host: {e}", path.display()))?;
+        let perm = stat.perm.unwrap_or(0);
+        if stat.uid != uid || perm & 0o170000 == 0o120000 || perm & 0o022 != 0 {
+            return Err(format!(
+                "refusing to use {} on the host: it is not a file or directory of yours \
+                 that only you can write (owner uid {:?}, mode {:o}); remove it or set \
+                 `remote_dir` to a directory you own",
+                path.display(),
+                stat.uid,
+                perm & 0o7777
+            ));
+        }
+        Ok(())
+    };
     if let Ok(stat) = sftp.stat(&target) {
         if stat.size == Some(binary.size) {
+            ours(&base)?;
+            ours(&dir)?;
+            ours(&target)?;
             return Ok((target, false));
         }
     }
-    // mkdir -p, private to the user.
+    // mkdir -p, private to the user; what exists from `remote_dir` down
+    // must be the user's.
     let mut built = PathBuf::new();
     for part in dir.components() {
         built.push(part);
-        if sftp.stat(&built).is_err() {
+        if sftp.lstat(&built).is_err() {
             if let Err(e) = sftp.mkdir(&built, 0o700) {
                 // Another driver may have made it meanwhile.
                 if sftp.stat(&built).is_err() {
@@ -110,6 +137,9 @@ pub(crate) fn ensure_binary(
                     ));
                 }
             }
+        }
+        if built.starts_with(&base) {
+            ours(&built)?;
         }
     }
     // Unique per upload: hosts may share a filesystem (or be one machine),
