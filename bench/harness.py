@@ -65,6 +65,20 @@ def loadavg():
         return None
 
 
+def cpu_pressure():
+    """/proc/pressure/cpu 'some avg10' and 'avg60': the share of time some
+    runnable task waited for a CPU (other users' load on a shared machine)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    fields = dict(kv.split("=") for kv in line.split()[1:])
+                    return {"avg10": float(fields["avg10"]), "avg60": float(fields["avg60"])}
+    except (OSError, ValueError, KeyError):
+        pass
+    return None
+
+
 def output(argv, **kw):
     try:
         return subprocess.run(argv, capture_output=True, text=True, check=True, **kw).stdout.strip()
@@ -246,8 +260,10 @@ def run_step(step, round_no, log, log_file):
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log_file.write(line)
-            if not line.startswith("20") or " - " not in line[:40]:  # dask's log lines
-                log("    | " + line.rstrip())
+            # dask's log lines and submitit's sacct warnings go to the log file only
+            if (not line.startswith("20") or " - " not in line[:40]) and "submitit WARNING" not in line \
+                    and "Bypassing sacct error" not in line and "accounting storage is disabled" not in line:
+                print("    | " + line.rstrip(), flush=True)
         rc = proc.wait()
         if rc != 0:
             log(f"    ! exit status {rc} after {time.perf_counter() - start:.1f} s")
@@ -289,13 +305,14 @@ def aggregate(records):
             last.update({
                 "median_s": med,
                 "samples_s": samples,
+                "by_round": {str(r.get("round", 0)): r["median_s"] for r in ok},
                 "runs": sum(r.get("runs", 1) for r in ok),
                 "rounds": len(ok),
                 "per_point_us": med * 1e6 / pts if pts else None,
                 "points_per_s": pts / med if med > 0 else None,
             })
             # Medians of the numeric extras too (speed-ups, hits/s, ...).
-            for field in ["speedup", "hits_per_s", "added_us_per_point", "start_s", "compute_s",
+            for field in ["speedup", "cores_obtained", "hits_per_s", "added_us_per_point", "start_s", "compute_s",
                           "last_written_s", "noticed_after_s", "startup_s", "vmhwm_kb",
                           "above_inputs_kb", "bytes_per_point_above_inputs"]:
                 vals = [r[field] for r in ok if isinstance(r.get(field), (int, float))]
@@ -323,6 +340,32 @@ class Results:
         return [rec for (b, *_), rec in self.agg.items() if b == bench and pred(rec)]
 
 
+def paired(f, *recs):
+    """Median over the rounds of f(times of `recs` in that round): ratios
+    measured in the same round, so that load that changes from round to
+    round cancels out. None when a record is missing."""
+    if any(r is None or not r.get("by_round") for r in recs):
+        return None
+    rounds = set.intersection(*(set(r["by_round"]) for r in recs))
+    vals = [f(*(r["by_round"][k] for r in recs)) for k in sorted(rounds)]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def paired_best(f, rec, peers):
+    """Median over the rounds of f(time of rec, time of the fastest peer of
+    that round)."""
+    peers = [p for p in peers if p.get("by_round")]
+    if rec is None or not rec.get("by_round") or not peers:
+        return None
+    vals = []
+    for k, t in rec["by_round"].items():
+        times = [p["by_round"][k] for p in peers if k in p["by_round"]]
+        if times:
+            vals.append(f(t, min(times)))
+    return statistics.median(vals) if vals else None
+
+
 def row(rec, variant=None, ratio=None, ratio_to=None, **extra):
     if rec is None:
         return None
@@ -344,7 +387,7 @@ def row(rec, variant=None, ratio=None, ratio_to=None, **extra):
     if ratio is not None:
         r["ratio"] = ratio
         r["ratio_to"] = ratio_to
-    for k in ["workers", "speedup", "hits_per_s", "added_us_per_point", "calls", "start_s", "compute_s",
+    for k in ["workers", "speedup", "cores_obtained", "hits_per_s", "added_us_per_point", "calls", "start_s", "compute_s",
               "last_written_s", "noticed_after_s", "startup_s", "vmhwm_kb", "above_inputs_kb",
               "bytes_per_point_above_inputs", "slots", "hosts", "shell", "backend", "peer", "kind",
               "tasks", "points_per_task"]:
@@ -431,10 +474,14 @@ def w_cpu(ctx):
         p = res.get("cpu", "otwrap processes x2", n)
         s = o.get("speedup") if o else None
         bs = b.get("speedup") if b else None
+        oc = o.get("cores_obtained") if o else None
+        bc = b.get("cores_obtained") if b else None
+        cores = f"; cores obtained: otwrap {oc:.2f}, bare {bc:.2f}" if oc and bc else ""
         targets = [target("speed-up >= 1.9 on 2 cores (otwrap rayon)", s, 1.9, s is not None and s >= 1.9,
-                          f"{s:.2f}x (bare rayon {bs:.2f}x)" if s and bs else "n/a",
-                          bound=(f"the bare rayon loop reaches {bs:.2f}x in the same run: the machine's "
-                                 "other load bounds both" if s and bs and s < 1.9 else None))]
+                          f"{s:.2f}x (bare rayon {bs:.2f}x{cores})" if s and bs else "n/a",
+                          bound=(f"the bare rayon loop reaches {bs:.2f}x in the same run: the CPU share "
+                                 "the scheduler gives this session bounds both" if s and bs and s < 1.9
+                                 else None))]
         if p and p.get("speedup"):
             ps = p["speedup"]
             targets.append(target("speed-up >= 1.9 on 2 cores (otwrap processes)", ps, 1.9, ps >= 1.9,
@@ -473,32 +520,42 @@ def w_beam(ctx, slurm_env):
             orr = res.get("beam", "otwrap, rayon backend x2", n)
             rows.append(row(bare, ratio=None))
             rows.append(row(hs, ratio=None))
-            rows.append(row(os_, ratio=ratio(t_of(hs), t_of(os_)), ratio_to="fraction of hand-written serial",
-                            added_ms_over_bare_solver=((t_of(os_) - t_of(bare)) * 1e3 / n) if os_ and bare else None))
+            per_ms = (lambda a, b, n=n: (a - b) * 1e3 / n)
+            rows.append(row(hs, ratio=None, added_ms_over_bare_solver=paired(per_ms, hs, bare)))
+            rows.append(row(os_, ratio=paired(lambda a, b: a / b, hs, os_), ratio_to="fraction of hand-written serial",
+                            added_ms_over_bare_solver=paired(per_ms, os_, bare),
+                            added_ms_over_hand=paired(per_ms, os_, hs)))
             rows.append(row(hr, ratio=None))
-            rows.append(row(orr, ratio=ratio(t_of(hr), t_of(orr)), ratio_to="fraction of hand-written rayon"))
+            rows.append(row(orr, ratio=paired(lambda a, b: a / b, hr, orr), ratio_to="fraction of hand-written rayon"))
             peers = res.find("otwrapy", lambda r, n=n: r.get("points") == n)
             peers.sort(key=lambda r: (not r.get("shell", True), r.get("name")))
             for p in peers:
-                rows.append(row(p, ratio=ratio(t_of(p), t_of(orr)), ratio_to="otwrap rayon x2 eval/s / peer eval/s"))
-            over = (t_of(os_) - t_of(bare)) * 1e3 / n if os_ and bare else None
+                rows.append(row(p, ratio=paired(lambda a, b: a / b, p, orr),
+                                ratio_to="otwrap rayon x2 eval/s / peer eval/s"))
+            over = paired(per_ms, os_, bare)
+            over_hand = paired(per_ms, os_, hs)
+            hand_over = paired(per_ms, hs, bare)
             targets.append(target(f"{n} points: otwrap adds < 0.1 ms per evaluation over the bare solver run (serial)",
                                   over, 0.1, over is not None and over < 0.1,
-                                  f"{over:+.3f} ms" if over is not None else "n/a"))
-            frac = ratio(t_of(hr), t_of(orr))
+                                  f"{over:+.3f} ms (of which the hand-written loop's own work dir, template and "
+                                  f"parse: {hand_over:+.3f} ms; otwrap over the hand-written loop: {over_hand:+.3f} ms)"
+                                  if None not in (over, over_hand, hand_over) else "n/a"))
+            frac = paired(lambda a, b: a / b, hr, orr)
             targets.append(target(f"{n} points: otwrap rayon x2 at >= 95% of the hand-written rayon loop", frac, 0.95,
-                                  frac is not None and frac >= 0.95, f"{frac * 100:.1f}%" if frac else "n/a"))
+                                  frac is not None and frac >= 0.95,
+                                  f"{frac * 100:.1f}% (median of the rounds' ratios)" if frac else "n/a"))
             for shell, label in [(True, "as shipped (solver through a shell)"), (False, "solver without a shell")]:
                 ok = [p for p in peers if p.get("shell", True) == shell and p.get("median_s")
                       and p.get("backend") != "serial"]
                 if not ok:
                     continue
                 best = min(ok, key=lambda p: p["median_s"])
-                r = ratio(t_of(best), t_of(orr))
+                r = paired_best(lambda t, best_t: best_t / t, orr, ok)
                 targets.append(target(
                     f"{n} points: otwrap >= 1.5x the eval/s of otwrapy's best backend at 2 CPUs, {label}",
                     r, 1.5, r is not None and r >= 1.5,
-                    f"{r:.2f}x (best: {best.get('backend')}, {best.get('points_per_s', 0):.0f} eval/s; "
+                    f"{r:.2f}x (median over rounds of otwrap / that round's best backend; best overall: "
+                    f"{best.get('backend')}, {best.get('points_per_s', 0):.0f} eval/s; "
                     f"otwrap {orr.get('points_per_s', 0):.0f} eval/s)" if r and orr else "n/a"))
         return [r for r in rows if r], targets, []
 
@@ -549,7 +606,7 @@ def w_ssh(ctx, ssh_env):
         rayon = res.get("ssh", "beam, rayon 2 workers", nb)
         ssh = res.get("ssh", "beam, ssh 1 host x 2 slots", nb)
         rows.append(row(rayon))
-        rows.append(row(ssh, ratio=ratio(t_of(rayon), t_of(ssh)), ratio_to="fraction of rayon"))
+        rows.append(row(ssh, ratio=paired(lambda a, b: a / b, rayon, ssh), ratio_to="fraction of rayon"))
         per = one.get("per_point_us") if one else None
         targets.append(target("dispatch overhead under 1 ms per point (1 slot, trivial model)",
                               per / 1e3 if per else None, 1.0, per is not None and per < 1000,
@@ -586,7 +643,8 @@ def w_slurm(ctx, slurm_env):
             peers = res.find("slurm-peers", lambda r, n=n, kind=kind: r.get("points") == n and r.get("kind") == kind)
             peers.sort(key=lambda r: r["name"])
             for p in peers:
-                rows.append(row(p, ratio=ratio(t_of(p), t_of(default)), ratio_to="peer time / otwrap (default) time"))
+                rows.append(row(p, ratio=paired(lambda a, b: a / b, p, default),
+                                ratio_to="peer time / otwrap (default) time"))
             if kind != "trivial" or default is None:
                 continue
             sub = next((p for p in peers if p.get("peer") == "submitit"), None)
@@ -594,15 +652,17 @@ def w_slurm(ctx, slurm_env):
             dsk = next((p for p in peers if p.get("peer") == "dask-jobqueue"), None)
             t = t_of(default)
             if dsk and t_of(dsk):
+                r = paired(lambda a, b: a / b, dsk, default)
                 targets.append(target(f"{n} trivial points in less wall time than dask-jobqueue start + compute",
-                                      ratio(t_of(dsk), t), 1.0, t < t_of(dsk),
-                                      f"otwrap {t:.2f} s vs {t_of(dsk):.2f} s ({dsk.get('start_s', 0):.2f} s start)"))
+                                      r, 1.0, r is not None and r > 1,
+                                      f"otwrap {t:.2f} s vs {t_of(dsk):.2f} s ({dsk.get('start_s', 0):.2f} s start); "
+                                      f"{r:.1f}x"))
             if sub and t_of(sub):
-                r = ratio(t_of(sub), t)
+                r = paired(lambda a, b: a / b, sub, default)
                 targets.append(target(f"{n} trivial points at least 10x faster than submitit map_array", r, 10.0,
                                       r >= 10, f"{r:.1f}x (otwrap {t:.2f} s, submitit {t_of(sub):.1f} s)"))
             if arr and t_of(arr):
-                r = ratio(t_of(arr), t)
+                r = paired(lambda a, b: a / b, arr, default)
                 targets.append(target(f"{n} trivial points faster than a bare {n}-task sbatch array", r, 1.0, r > 1,
                                       f"{r:.1f}x (otwrap {t:.2f} s, array {t_of(arr):.1f} s)"))
             lat = default.get("noticed_after_s")
@@ -729,6 +789,41 @@ def print_workload(w, log):
         log(f"   note: {n}")
 
 
+def reanalyse(path):
+    """Recomputes rows and targets from the raw records kept in results.json
+    (after a change to the analysis), without running anything."""
+    with open(path) as f:
+        info = json.load(f)
+
+    class Ctx:
+        pass
+
+    ctx = Ctx()
+    ctx.quick = info["options"]["quick"]
+    ctx.runs = info["options"]["runs"]
+    ctx.slow_runs = info["options"]["slow_runs"]
+    ctx.exes = {b: b for b in RUST_BENCHES}
+    builders = {
+        "inprocess": lambda: w_inprocess(ctx),
+        "cpu": lambda: w_cpu(ctx),
+        "beam": lambda: w_beam(ctx, None),
+        "cache": lambda: w_cache(ctx),
+        "ssh": lambda: w_ssh(ctx, None),
+        "slurm": lambda: w_slurm(ctx, None),
+        "memory": lambda: w_memory(ctx),
+        "growth": lambda: w_growth(ctx, None),
+    }
+    for entry in info["workloads"]:
+        if entry.get("skipped") or "records" not in entry or entry["name"] not in builders:
+            continue
+        w = builders[entry["name"]]()
+        rows, targets, _ = w.analyse(Results(aggregate(entry["records"])))
+        entry["rows"], entry["targets"] = rows, targets
+        print_workload(entry, print)
+    with open(path, "w") as f:
+        json.dump(info, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
@@ -739,7 +834,11 @@ def main():
     parser.add_argument("--slow-runs", type=int, default=None,
                         help="rounds of slow workloads: beam, ssh, slurm (default 3; quick 1)")
     parser.add_argument("--out", default=os.path.join(BENCH, "results.json"))
+    parser.add_argument("--reanalyse", action="store_true",
+                        help="run nothing: recompute the rows and targets of --out from the records it holds")
     args = parser.parse_args()
+    if args.reanalyse:
+        return reanalyse(args.out)
     args.runs = args.runs or (3 if args.quick else 5)
     args.slow_runs = args.slow_runs or (1 if args.quick else 3)
     only = [x for o in args.only for x in o.split(",") if x]
@@ -777,6 +876,7 @@ def main():
         "git": git_state(),
         "options": {"quick": args.quick, "only": only, "runs": args.runs, "slow_runs": args.slow_runs},
         "load_start": loadavg(),
+        "cpu_pressure_start": cpu_pressure(),
         "uptime_start": output(["uptime"]),
         "log": os.path.relpath(log_path, ROOT),
         "workloads": [],
@@ -786,6 +886,28 @@ def main():
         f"load {info['load_start']}")
     if info["git"]["dirty"]:
         log(f"note: the work tree has uncommitted changes in {', '.join(info['git']['modified'])}")
+
+    # With --only, the other workloads of an earlier bench/results.json are
+    # kept (each carries its own date and load), so that one workload can be
+    # measured again without running everything.
+    kept = []
+    if only and os.path.exists(args.out):
+        try:
+            with open(args.out) as f:
+                kept = [w for w in json.load(f).get("workloads", []) if w.get("name") not in only]
+        except (OSError, ValueError):
+            kept = []
+
+    def save(info):
+        out = dict(info)
+        names = [w["name"] for w in info["workloads"]]
+        merged = [w for w in kept if w.get("name") not in names] + info["workloads"]
+        merged.sort(key=lambda w: known.index(w["name"]) if w.get("name") in known else 99)
+        out["workloads"] = merged
+        if kept:
+            out["kept_from_earlier_runs"] = [w["name"] for w in kept if w.get("name") not in names]
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
 
     services = {}
     need = [s for s, w in [("ssh", "ssh"), ("slurm", "slurm"), ("slurm", "beam"), ("ssh", "growth")]
@@ -809,6 +931,7 @@ def main():
     for name in selected:
         w = builders[name]()
         entry = {"name": w.name, "title": w.title, "rounds": w.rounds,
+                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                  "commands": [s.command for s in w.steps], "notes": list(w.notes)}
         missing = [s for s in w.needs if services.get(s, (None,))[0] is None]
         if missing:
@@ -820,6 +943,7 @@ def main():
         log("")
         log(f"## {w.name}: {w.title} — {w.rounds} round(s)")
         entry["load_before"] = loadavg()
+        entry["cpu_pressure_before"] = cpu_pressure()
         t0 = time.perf_counter()
         records, failures = [], []
         for r in range(w.rounds):
@@ -832,6 +956,7 @@ def main():
                     failures.append(f"{step.command}: exit status {rc}")
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["load_after"] = loadavg()
+        entry["cpu_pressure_after"] = cpu_pressure()
         entry["records"] = records
         rows, targets, notes = w.analyse(Results(aggregate(records)))
         entry["rows"], entry["targets"] = rows, targets
@@ -841,13 +966,11 @@ def main():
         # Written after every workload: a partial run still leaves its numbers.
         info["load_end"] = loadavg()
         info["uptime_end"] = output(["uptime"])
-        with open(args.out, "w") as f:
-            json.dump(info, f, indent=1)
+        save(info)
 
     info["load_end"] = loadavg()
     info["uptime_end"] = output(["uptime"])
-    with open(args.out, "w") as f:
-        json.dump(info, f, indent=1)
+    save(info)
     log("")
     log("targets:")
     for w in info["workloads"]:

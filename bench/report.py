@@ -67,22 +67,46 @@ def table(headers, rows):
     return "\n".join(out)
 
 
+def spread(r):
+    """min–max of the rounds' medians, when there are several rounds."""
+    samples = r.get("samples") or []
+    if len(samples) < 2:
+        return ""
+    return f"{fmt_time(min(samples))} – {fmt_time(max(samples))}"
+
+
+def detail(r):
+    d = []
+    if r.get("cores_obtained") is not None:
+        d.append(f"{r['cores_obtained']:.2f} cores obtained")
+    if r.get("overhead_us_per_point") is not None and r.get("ratio") is not None:
+        d.append(f"{r['overhead_us_per_point'] * 1e3:+.1f} ns/point over bare")
+    if r.get("added_ms_over_bare_solver") is not None:
+        d.append(f"{r['added_ms_over_bare_solver']:+.3f} ms/eval over the bare solver")
+    if r.get("startup_s") is not None and r["startup_s"] > 0.5:
+        d.append(f"start-up {r['startup_s']:.1f} s not included")
+    if r.get("hits_per_s"):
+        d.append(f"{r['hits_per_s']:,.0f} hits/s")
+    return "; ".join(d)
+
+
 def rows_generic(w):
     out = []
     for r in w["rows"]:
         if r.get("error"):
-            out.append([r["variant"], r.get("points", ""), "failed: " + r["error"][:80], "", "", ""])
+            out.append([r["variant"], r.get("points", ""), "failed: " + r["error"][:80], "", "", "", "", ""])
             continue
-        out.append([r["variant"], f"{r.get('points', 0):,}", fmt_time(r.get("median")),
-                    fmt_per_point(r.get("per_point_us")), fmt_rate(r.get("points_per_s")), fmt_ratio(r)])
-    return table(["variant", "points", "median wall time", "per point", "points/s", "ratio"], out)
+        out.append([r["variant"], f"{r.get('points', 0):,}", fmt_time(r.get("median")), spread(r),
+                    fmt_per_point(r.get("per_point_us")), fmt_rate(r.get("points_per_s")), fmt_ratio(r), detail(r)])
+    return table(["variant", "points", "median wall time", "rounds' range", "per point", "points/s", "ratio",
+                  "detail"], out)
 
 
 def rows_slurm(w):
     out = []
     for r in w["rows"]:
         if r.get("error"):
-            out.append([r["variant"], r.get("points", ""), "failed: " + r["error"][:80], "", "", "", ""])
+            out.append([r["variant"], r.get("points", ""), "failed: " + r["error"][:80], "", "", "", "", ""])
             continue
         extra = []
         if r.get("start_s") is not None:
@@ -91,9 +115,10 @@ def rows_slurm(w):
             extra.append(f"last task wrote at {r['last_written_s']:.2f} s")
         if r.get("noticed_after_s") is not None:
             extra.append(f"noticed {r['noticed_after_s']:.2f} s later")
-        out.append([r["variant"], f"{r.get('points', 0):,}", fmt_time(r.get("median")),
+        out.append([r["variant"], f"{r.get('points', 0):,}", fmt_time(r.get("median")), spread(r),
                     fmt_rate(r.get("points_per_s")), calls(r), "; ".join(extra), fmt_ratio(r)])
-    return table(["variant", "points", "median wall time", "points/s", "SLURM calls", "detail", "ratio"], out)
+    return table(["variant", "points", "median wall time", "rounds' range", "points/s", "SLURM calls", "detail",
+                  "ratio"], out)
 
 
 def rows_memory(w):
@@ -136,7 +161,9 @@ def main():
           + (" with uncommitted changes in " + ", ".join(f"`{p}`" for p in git.get("modified", []))
              if git.get("dirty") else "")
           + f". Load average at the start {res.get('load_start')}, at the end {res.get('load_end')} "
-          "(the machine is shared: compare ratios measured in the same run).")
+          "(the machine is shared: compare ratios measured in the same run)."
+          + (f" Workloads {', '.join(res['kept_from_earlier_runs'])} come from an earlier run of the harness "
+             "(dates below)." if res.get("kept_from_earlier_runs") else ""))
     print()
     for w in res["workloads"]:
         print(f"### {w['title']}")
@@ -145,9 +172,13 @@ def main():
             print(f"Skipped: {w['skipped']}.")
             print()
             continue
-        load = f"load {w.get('load_before')} → {w.get('load_after')}"
+        load = f"load average {w.get('load_before')} → {w.get('load_after')}"
+        p0, p1 = w.get("cpu_pressure_before"), w.get("cpu_pressure_after")
+        if p0 and p1:
+            load += f", CPU pressure (some, avg60) {p0['avg60']:.0f}% → {p1['avg60']:.0f}%"
         rounds = f"{w['rounds']} round(s), " if w.get("rounds", 1) > 1 else ""
-        print(f"{rounds}{load}, {w.get('seconds', 0):.0f} s. Commands:")
+        when = f"Measured {w['date']}, " if w.get("date") else ""
+        print(f"{when}{rounds}{load}, {w.get('seconds', 0):.0f} s. Commands:")
         print()
         for c in w["commands"]:
             print(f"- `{c}`")

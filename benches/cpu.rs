@@ -6,6 +6,9 @@
 //! sizes. The variants are interleaved run by run so that a burst of load
 //! from elsewhere hits them alike. Prints medians; with
 //! OTWRAP_BENCH_JSON=path, also appends them to that file as JSON lines.
+//! Each variant also reports the cores it obtained (CPU time of this process
+//! and its waited-for children over wall time): on a shared machine the
+//! scheduler, not the code, may be what bounds a speed-up.
 
 #[path = "support/json.rs"]
 mod json;
@@ -36,6 +39,27 @@ fn heavy(x: [u64; 2]) -> f64 {
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs[runs.len() / 2]
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// User + system CPU time of this process and of its children that have
+/// been waited for.
+fn cpu_time() -> f64 {
+    let mut total = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut usage) } == 0 {
+            for t in [usage.ru_utime, usage.ru_stime] {
+                total += t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            }
+        }
+    }
+    total
 }
 
 fn env_usize(key: &str, default: usize) -> usize {
@@ -120,16 +144,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    let mut cores: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for _ in 0..runs {
         for (k, (_, _, run)) in variants.iter().enumerate() {
+            let cpu = cpu_time();
             let start = Instant::now();
             run();
-            times[k].push(start.elapsed());
+            let wall = start.elapsed();
+            times[k].push(wall);
+            cores[k].push((cpu_time() - cpu) / wall.as_secs_f64());
         }
     }
     let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    let cores: Vec<f64> = cores.into_iter().map(median_f64).collect();
     let serial = medians[0];
-    for ((name, w, _), t) in variants.iter().zip(&medians) {
+    for (((name, w, _), t), used) in variants.iter().zip(&medians).zip(&cores) {
         let speedup = serial.as_secs_f64() / t.as_secs_f64();
         json::emit(
             "cpu",
@@ -142,10 +171,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ("speedup", speedup.into()),
                 ("point_ms", point_ms.into()),
                 ("iterations", iters.into()),
+                ("cores_obtained", (*used).into()),
             ],
         );
         println!(
-            "{name:<26} {:>9.3} s  {:>7.3} ms/point  speed-up {:>5.2}",
+            "{name:<26} {:>9.3} s  {:>7.3} ms/point  speed-up {:>5.2}  cores obtained {used:>4.2}",
             t.as_secs_f64(),
             t.as_secs_f64() * 1e3 / n as f64,
             speedup
