@@ -519,7 +519,6 @@ def w_beam(ctx, slurm_env):
             hr = res.get("beam", "hand-written loop, rayon x2", n)
             orr = res.get("beam", "otwrap, rayon backend x2", n)
             rows.append(row(bare, ratio=None))
-            rows.append(row(hs, ratio=None))
             per_ms = (lambda a, b, n=n: (a - b) * 1e3 / n)
             rows.append(row(hs, ratio=None, added_ms_over_bare_solver=paired(per_ms, hs, bare)))
             rows.append(row(os_, ratio=paired(lambda a, b: a / b, hs, os_), ratio_to="fraction of hand-written serial",
@@ -573,8 +572,7 @@ def w_cache(ctx):
         plain = res.get("cache", "no cache", n)
         rows.append(row(plain))
         for name in ["disk (sled), no hit", "disk (sled), all hits", "memory, no hit", "memory, all hits"]:
-            rec = res.get("cache", name, n)
-            rows.append(row(rec, ratio=ratio(t_of(plain), t_of(rec)), ratio_to="fraction of the batch with no cache"))
+            rows.append(row(res.get("cache", name, n)))
         peer = res.get("otwrapy-cache", "otwrapy MemoizeFunction, all hits", n)
         disk = res.get("cache", "disk (sled), all hits", n)
         mem = res.get("cache", "memory, all hits", n)
@@ -942,6 +940,7 @@ def main():
             continue
         log("")
         log(f"## {w.name}: {w.title} — {w.rounds} round(s)")
+        entry["git"] = git_state()
         entry["load_before"] = loadavg()
         entry["cpu_pressure_before"] = cpu_pressure()
         t0 = time.perf_counter()

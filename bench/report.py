@@ -85,6 +85,8 @@ def detail(r):
         d.append(f"{r['added_ms_over_bare_solver']:+.3f} ms/eval over the bare solver")
     if r.get("startup_s") is not None and r["startup_s"] > 0.5:
         d.append(f"start-up {r['startup_s']:.1f} s not included")
+    if r.get("added_us_per_point") is not None:
+        d.append(f"{r['added_us_per_point']:+.2f} µs/point over no cache")
     if r.get("hits_per_s"):
         d.append(f"{r['hits_per_s']:,.0f} hits/s")
     return "; ".join(d)
@@ -178,6 +180,8 @@ def main():
             load += f", CPU pressure (some, avg60) {p0['avg60']:.0f}% → {p1['avg60']:.0f}%"
         rounds = f"{w['rounds']} round(s), " if w.get("rounds", 1) > 1 else ""
         when = f"Measured {w['date']}, " if w.get("date") else ""
+        if w.get("git", {}).get("commit"):
+            when += f"commit `{w['git']['commit'][:7]}`" + (" (+ uncommitted changes)" if w["git"].get("dirty") else "") + ", "
         print(f"{when}{rounds}{load}, {w.get('seconds', 0):.0f} s. Commands:")
         print()
         for c in w["commands"]:
