@@ -3,8 +3,11 @@
 of BENCHMARKS.md:
 
     python3 bench/report.py [bench/results.json] > /tmp/tables.md
+    python3 bench/report.py --update BENCHMARKS.md   # replaces the generated tables in place
 
-Standard library only.
+With --update, everything after the line "### The tables (`python3 bench/report.py`)"
+of that file is replaced by the tables (the prose above it is not touched:
+update the targets it quotes by hand). Standard library only.
 """
 
 import json
@@ -148,8 +151,40 @@ def rows_growth(w):
     return table(["workload", "unit"] + [f"{n:,} points" for n in sizes] + ["last step"], out)
 
 
+MARKER = "### The tables (`python3 bench/report.py`)\n"
+
+
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bench", "results.json")
+    args = sys.argv[1:]
+    update = None
+    if "--update" in args:
+        i = args.index("--update")
+        if i + 1 >= len(args):
+            sys.exit("--update needs the markdown file to update")
+        update = args[i + 1]
+        del args[i:i + 2]
+    path = args[0] if args else os.path.join(ROOT, "bench", "results.json")
+    if update is None:
+        render(path)
+        return
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        render(path)
+    with open(update) as f:
+        text = f.read()
+    if MARKER not in text:
+        sys.exit(f"{update} has no line {MARKER.strip()!r}")
+    tables = buf.getvalue().replace("\n### ", "\n#### ")
+    text = text[:text.index(MARKER) + len(MARKER)] + "\n" + tables.rstrip("\n") + "\n"
+    with open(update, "w") as f:
+        f.write(text)
+    print(f"updated the tables of {update}")
+
+
+def render(path):
     with open(path) as f:
         res = json.load(f)
     m = res["machine"]
