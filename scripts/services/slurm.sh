@@ -201,7 +201,8 @@ daemons_alive() {
     local d pid
     for d in munged slurmctld slurmd; do
         pid="$(read_pid "$DIR/$d.pid")"
-        if ! ours "$pid"; then
+        # Pids this run started (see the munged wait in cmd_start).
+        if ! alive "$pid"; then
             log "$d (pid ${pid:-?}) is not running"
             return 1
         fi
@@ -244,7 +245,9 @@ cmd_start() {
         --log-file="$DIR/log/munged.log"
     local deadline=$((SECONDS + 10))
     until [[ -S "$DIR/munge/munge.sock" ]]; do
-        ours "$(read_pid "$DIR/munged.pid")" || fail_start "munged died"
+        # `alive`, not `ours`: we just started this pid, and while it execs
+        # (env → setsid → munged) its cmdline can read empty for a moment.
+        alive "$(read_pid "$DIR/munged.pid")" || fail_start "munged died"
         ((SECONDS < deadline)) || fail_start "munged socket did not appear in 10 s"
         sleep 0.05
     done

@@ -232,7 +232,9 @@ wait_login() {
     local addr="$1" pid deadline=$((SECONDS + LOGIN_DEADLINE)) err=""
     pid="$(read_pid "$DIR/$addr.pid")"
     while true; do
-        if ! ours "$pid"; then
+        # `alive`, not `ours`: this run just started the pid, and while it
+        # execs its cmdline can read empty for a moment.
+        if ! alive "$pid"; then
             log "sshd on $addr (pid $pid) died; tail of $DIR/$addr.log:"
             tail -n 20 "$DIR/$addr.log" >&2 || true
             return 1
