@@ -208,7 +208,9 @@ impl<M: Model> Runner<M> {
             || self.on_progress.is_some()
             || crate::progress::would_draw(settings.progress)
             || started_as_worker()
-            || ModelCache::of::<M>()?.is_some()
+            // Whether the model is cached at all (opening the store is
+            // `run`'s job, once).
+            || M::cache().is_some()
         {
             return Ok(None);
         }
