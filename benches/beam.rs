@@ -10,99 +10,22 @@ mod common;
 #[path = "support/json.rs"]
 mod json;
 
+#[path = "support/beam_model.rs"]
+mod beam_model;
+#[path = "support/stats.rs"]
+mod stats;
+
+use beam_model::{beam, by_hand, DOE};
+use stats::{env_usize, time};
 use std::hint::black_box;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{solver, template, BoxError};
-use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program};
+use otwrap::coupling::NumberFormat;
 use otwrap::prelude::*;
 use otwrap::Sample;
 use rayon::prelude::*;
-
-const DOE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/beam/doe.csv");
-const TEMPLATE_TEXT: &str = include_str!("../examples/beam/beam_input_template.xml");
-
-#[parallelize(backend = "rayon", progress = "never")]
-#[temp_workdir(prefix = "otwrap-bench-beam-", cleanup = "always")]
-fn beam(x: [f64; 4], #[workdir] dir: &Path) -> Result<f64, BoxError> {
-    let [f, e, l, i] = x;
-    template()?.fill_to(
-        dir.join("beam.xml"),
-        &[("@F@", f), ("@E@", e), ("@L@", l), ("@I@", i)],
-        NumberFormat::Shortest,
-    )?;
-    Program::new(solver()?)
-        .args(["-x", "beam.xml"])
-        .current_dir(dir)
-        .stdout(Capture::Discard)
-        .stderr(Capture::Memory)
-        .run()?;
-    Ok(read_attribute(
-        dir.join("_beam_outputs_.xml"),
-        "outputs",
-        "deviation",
-    )?)
-}
-
-/// The same evaluation written by hand with std only.
-fn by_hand(x: &[f64; 4], solver: &Path) -> Result<f64, BoxError> {
-    let dir = std::env::temp_dir().join(format!(
-        "hand-beam-{}-{:?}-{}",
-        std::process::id(),
-        std::thread::current().id(),
-        x[0].to_bits()
-    ));
-    std::fs::create_dir(&dir)?;
-    let text = TEMPLATE_TEXT
-        .replace("@F@", &x[0].to_string())
-        .replace("@E@", &x[1].to_string())
-        .replace("@L@", &x[2].to_string())
-        .replace("@I@", &x[3].to_string());
-    std::fs::write(dir.join("beam.xml"), text)?;
-    let out = Command::new(solver)
-        .args(["-x", "beam.xml"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("solver failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    let xml = std::fs::read_to_string(dir.join("_beam_outputs_.xml"))?;
-    let start = xml.find("deviation=\"").ok_or("no deviation")? + "deviation=\"".len();
-    let end = start + xml[start..].find('"').ok_or("no closing quote")?;
-    let value = xml[start..end].parse()?;
-    std::fs::remove_dir_all(&dir)?;
-    Ok(value)
-}
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn time(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    median(
-        (0..runs)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[otwrap::main]
 fn main() -> Result<(), BoxError> {
@@ -141,7 +64,8 @@ fn main() -> Result<(), BoxError> {
                 .status();
             black_box(status.ok());
         }
-    });
+        Ok::<(), BoxError>(())
+    })?;
     json::emit(
         "beam",
         "bare solver run, serial",
@@ -162,14 +86,13 @@ fn main() -> Result<(), BoxError> {
     let hand_serial = time(runs, || {
         let ok = points.iter().filter(|x| by_hand(x, solver).is_ok()).count();
         assert_eq!(ok, n);
-    });
+        Ok::<(), BoxError>(())
+    })?;
     let otwrap_serial = time(runs, || {
-        let batch = beam::runner()
-            .backend(Backend::Serial)
-            .map(&points)
-            .expect("batch runs");
+        let batch = beam::runner().backend(Backend::Serial).map(&points)?;
         assert!(batch.is_complete(), "{:?}", batch.errors().next());
-    });
+        Ok::<(), BoxError>(())
+    })?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .build()?;
@@ -181,14 +104,13 @@ fn main() -> Result<(), BoxError> {
                 .count()
         });
         assert_eq!(ok, n);
-    });
+        Ok::<(), BoxError>(())
+    })?;
     let otwrap_rayon = time(runs, || {
-        let batch = beam::runner()
-            .workers(workers)
-            .map(&points)
-            .expect("batch runs");
+        let batch = beam::runner().workers(workers).map(&points)?;
         assert!(batch.is_complete());
-    });
+        Ok::<(), BoxError>(())
+    })?;
     for (name, t) in [
         ("hand-written loop, serial", hand_serial),
         ("otwrap, serial backend", otwrap_serial),

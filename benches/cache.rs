@@ -6,6 +6,10 @@
 #[path = "support/json.rs"]
 mod json;
 
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::{env_usize, median};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -28,34 +32,26 @@ fn in_memory(x: f64) -> f64 {
     x.mul_add(2.0, 1.0)
 }
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Times `first` (after `reset`) and `again` (fully cached), `runs` times each.
-fn measure(runs: usize, reset: impl Fn(), batch: impl Fn() -> Summary) -> (Duration, Duration) {
+fn measure(
+    runs: usize,
+    reset: impl Fn() -> Result<(), otwrap::Error>,
+    batch: impl Fn() -> Result<Summary, otwrap::Error>,
+) -> Result<(Duration, Duration), otwrap::Error> {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for _ in 0..runs {
-        reset();
+        reset()?;
         let start = Instant::now();
-        let s = batch();
+        let s = batch()?;
         cold.push(start.elapsed());
         assert_eq!(s.cached, 0);
         let start = Instant::now();
-        let s = batch();
+        let s = batch()?;
         warm.push(start.elapsed());
         assert_eq!(s.evaluated, 0, "{s}");
     }
-    (median(cold), median(warm))
+    Ok((median(cold), median(warm)))
 }
 
 #[otwrap::main]
@@ -65,36 +61,25 @@ fn main() -> Result<(), otwrap::Error> {
     let inputs: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
     println!("{n} trivial points, median of {runs} runs");
 
-    let plain_t = median(
-        (0..runs)
-            .map(|_| {
-                let start = Instant::now();
-                black_box(plain::map(&inputs).expect("batch runs"));
-                start.elapsed()
-            })
-            .collect(),
-    );
+    let mut plain_runs = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        black_box(plain::map(&inputs)?);
+        plain_runs.push(start.elapsed());
+    }
+    let plain_t = median(plain_runs);
     let disk = on_disk::cache()?.ok_or_else(|| otwrap::Error::Config("no cache".into()))?;
     let memory = in_memory::cache()?.ok_or_else(|| otwrap::Error::Config("no cache".into()))?;
     let (disk_cold, disk_warm) = measure(
         runs,
-        || {
-            disk.clear().expect("clear");
-        },
-        || on_disk::map(&inputs).expect("batch runs").summary().clone(),
-    );
+        || disk.clear().map(drop).map_err(otwrap::Error::from),
+        || Ok(on_disk::map(&inputs)?.summary().clone()),
+    )?;
     let (mem_cold, mem_warm) = measure(
         runs,
-        || {
-            memory.clear().expect("clear");
-        },
-        || {
-            in_memory::map(&inputs)
-                .expect("batch runs")
-                .summary()
-                .clone()
-        },
-    );
+        || memory.clear().map(drop).map_err(otwrap::Error::from),
+        || Ok(in_memory::map(&inputs)?.summary().clone()),
+    )?;
     let us = |t: Duration| t.as_secs_f64() / n as f64 * 1e6;
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
     json::emit("cache", "no cache", n, runs, plain_t, &[]);

@@ -13,6 +13,10 @@
 #[path = "support/json.rs"]
 mod json;
 
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::{env_usize, median, median_f64};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -36,16 +40,6 @@ fn heavy(x: [u64; 2]) -> f64 {
     spin(x[0], x[1])
 }
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn median_f64(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// User + system CPU time of this process and of its children that have
 /// been waited for.
 fn cpu_time() -> f64 {
@@ -60,13 +54,6 @@ fn cpu_time() -> f64 {
         }
     }
     total
-}
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Iterations of [`spin`] that take `ms` milliseconds on one thread (the
@@ -98,7 +85,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .build()?;
-    type Variant<'a> = (&'a str, usize, Box<dyn Fn() + 'a>);
+    type Variant<'a> = (
+        &'a str,
+        usize,
+        Box<dyn Fn() -> Result<(), otwrap::Error> + 'a>,
+    );
     let variants: Vec<Variant> = vec![
         (
             "serial loop (no otwrap)",
@@ -106,6 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Box::new(|| {
                 let out: Vec<f64> = inputs.iter().map(|x| spin(x[0], x[1])).collect();
                 black_box(out);
+                Ok(())
             }),
         ),
         (
@@ -115,18 +107,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let out: Vec<f64> =
                     pool.install(|| inputs.par_iter().map(|x| spin(x[0], x[1])).collect());
                 black_box(out);
+                Ok(())
             }),
         ),
         (
             "otwrap rayon x2",
             workers,
             Box::new(|| {
-                let batch = heavy::runner()
-                    .workers(workers)
-                    .map(&inputs)
-                    .expect("batch runs");
+                let batch = heavy::runner().workers(workers).map(&inputs)?;
                 assert!(batch.is_complete());
                 black_box(batch);
+                Ok(())
             }),
         ),
         (
@@ -136,10 +127,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let batch = heavy::runner()
                     .backend(Backend::Processes)
                     .workers(workers)
-                    .map(&inputs)
-                    .expect("batch runs");
+                    .map(&inputs)?;
                 assert!(batch.is_complete(), "{:?}", batch.errors().next());
                 black_box(batch);
+                Ok(())
             }),
         ),
     ];
@@ -149,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (k, (_, _, run)) in variants.iter().enumerate() {
             let cpu = cpu_time();
             let start = Instant::now();
-            run();
+            run()?;
             let wall = start.elapsed();
             times[k].push(wall);
             cores[k].push((cpu_time() - cpu) / wall.as_secs_f64());

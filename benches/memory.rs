@@ -9,6 +9,10 @@
 #[path = "support/json.rs"]
 mod json;
 
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::env_usize;
 use std::hint::black_box;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -43,13 +47,6 @@ const MODES: &[&str] = &[
     "otwrap processes map (driver)",
     "otwrap rayon map, disk cache",
 ];
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A `Vm*:` line of `/proc/self/status`, in kB.
 fn status_kb(field: &str) -> Option<u64> {

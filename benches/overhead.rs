@@ -8,8 +8,12 @@
 #[path = "support/json.rs"]
 mod json;
 
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::{env_usize, time};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use otwrap::prelude::*;
 use rayon::prelude::*;
@@ -19,33 +23,8 @@ fn trivial(x: f64) -> f64 {
     x.mul_add(2.0, 1.0)
 }
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn time(runs: usize, mut f: impl FnMut()) -> Duration {
-    f(); // warm-up
-    median(
-        (0..runs)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[otwrap::main]
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = env_usize("OTWRAP_BENCH_POINTS", 1_000_000);
     let runs = env_usize("OTWRAP_BENCH_RUNS", 7);
     let workers = env_usize(
@@ -57,12 +36,12 @@ fn main() {
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
-        .build()
-        .expect("a rayon pool");
+        .build()?;
     let bare = time(runs, || {
         let out: Vec<f64> = pool.install(|| inputs.par_iter().map(|x| trivial(*x)).collect());
         black_box(out);
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     let report = |name: &str, t: Duration, runs: usize| {
         json::emit(
             "overhead",
@@ -89,45 +68,42 @@ fn main() {
     report("bare rayon par_iter", bare, runs);
 
     let rayon = time(runs, || {
-        let batch = trivial::runner()
-            .workers(workers)
-            .map(&inputs)
-            .expect("batch runs");
+        let batch = trivial::runner().workers(workers).map(&inputs)?;
         black_box(batch);
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     report("otwrap rayon map", rayon, runs);
 
     let for_each = time(runs, || {
         let mut sum = 0.0;
         trivial::runner()
             .workers(workers)
-            .for_each(&inputs, |done| sum += done.result.unwrap_or(0.0))
-            .expect("batch runs");
+            .for_each(&inputs, |done| sum += done.result.unwrap_or(0.0))?;
         black_box(sum);
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     report("otwrap rayon for_each", for_each, runs);
 
     let serial = time(runs, || {
-        let batch = trivial::runner()
-            .backend(Backend::Serial)
-            .map(&inputs)
-            .expect("batch runs");
+        let batch = trivial::runner().backend(Backend::Serial).map(&inputs)?;
         black_box(batch);
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     report("otwrap serial map", serial, runs);
 
     if env_usize("OTWRAP_BENCH_PROCESSES", 1) == 0 {
-        return;
+        return Ok(());
     }
     let proc_runs = runs.min(3);
     let processes = time(proc_runs, || {
         let batch = trivial::runner()
             .backend(Backend::Processes)
             .workers(workers)
-            .map(&inputs)
-            .expect("batch runs");
+            .map(&inputs)?;
         assert!(batch.is_complete());
         black_box(batch);
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     report("otwrap processes map", processes, proc_runs);
+    Ok(())
 }

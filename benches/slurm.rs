@@ -16,53 +16,23 @@ mod json;
 #[path = "../tests/support/services.rs"]
 mod services;
 
+#[path = "support/beam_model.rs"]
+mod beam_model;
+#[path = "support/stats.rs"]
+mod stats;
+
+use beam_model::{beam, DOE};
+use stats::{env_usize, median};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{solver, template, BoxError};
-use otwrap::coupling::{read_attribute, Capture, NumberFormat, Program};
+use common::{solver, BoxError};
 use otwrap::prelude::*;
 use otwrap::Sample;
-
-const DOE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/beam/doe.csv");
 
 #[parallelize(backend = "rayon", progress = "never")]
 fn trivial(x: f64) -> f64 {
     x.mul_add(2.0, 1.0)
-}
-
-#[parallelize(backend = "rayon", progress = "never")]
-#[temp_workdir(prefix = "otwrap-bench-slurm-beam-", cleanup = "always")]
-fn beam(x: [f64; 4], #[workdir] dir: &Path) -> Result<f64, BoxError> {
-    let [f, e, l, i] = x;
-    template()?.fill_to(
-        dir.join("beam.xml"),
-        &[("@F@", f), ("@E@", e), ("@L@", l), ("@I@", i)],
-        NumberFormat::Shortest,
-    )?;
-    Program::new(solver()?)
-        .args(["-x", "beam.xml"])
-        .current_dir(dir)
-        .stdout(Capture::Discard)
-        .stderr(Capture::Memory)
-        .run()?;
-    Ok(read_attribute(
-        dir.join("_beam_outputs_.xml"),
-        "outputs",
-        "deviation",
-    )?)
-}
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// The `calls ...` part of the last line of the run's `driver.log`.
