@@ -27,49 +27,12 @@ SMOKE_DEADLINE=20
 
 log() { echo "slurm.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=lib.sh
+source "$(dirname "$SCRIPT")/lib.sh"
+
+install_packages() { apt_install SLURM slurmctld slurmd slurm-client munge; }
 
 # ---------------------------------------------------------------- processes
-
-# True if PID is a live (not zombie) process.
-alive() {
-    local pid="$1" stat
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
-    stat="${stat##*) }"
-    [[ "${stat:0:1}" != Z ]]
-}
-
-read_pid() { cat "$1" 2>/dev/null || true; }
-
-# True if PID is alive and one of this service's processes (its command line
-# names the state directory), so that a stale pid file never hits another
-# process.
-ours() {
-    local cmd
-    alive "$1" || return 1
-    cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
-    [[ "$cmd" == *"$DIR/"* ]]
-}
-
-# All descendants of the given PIDs (through the ppid field of /proc/*/stat).
-descendants() {
-    local -A children=()
-    local f stat pid ppid rest
-    for f in /proc/[0-9]*/stat; do
-        { read -r stat <"$f"; } 2>/dev/null || continue
-        pid="${f#/proc/}"; pid="${pid%/stat}"
-        rest="${stat##*) }"
-        read -r _ ppid _ <<<"$rest"
-        children[$ppid]+=" $pid"
-    done
-    local queue=("$@") p c
-    while ((${#queue[@]})); do
-        p="${queue[0]}"; queue=("${queue[@]:1}")
-        for c in ${children[$p]:-}; do
-            echo "$c"; queue+=("$c")
-        done
-    done
-}
 
 # SIGKILL the given PIDs and all their descendants (stopped first, so that
 # nothing forks away in between).
@@ -112,29 +75,9 @@ marked_pids() {
 
 # ------------------------------------------------------------------ install
 
-APT_UPDATED="${OTWRAP_APT_UPDATED:-0}"
 installed() {
     [[ -x /usr/sbin/slurmctld && -x /usr/sbin/slurmd && -x /usr/sbin/munged ]] &&
         command -v sbatch >/dev/null && command -v sinfo >/dev/null
-}
-
-install_packages() {
-    if [[ "$(id -u)" != 0 ]]; then
-        log "SLURM is not installed and installing it needs root:"
-        log "  apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge"
-        exit 3
-    fi
-    if ! command -v apt-get >/dev/null; then
-        log "SLURM is not installed and there is no apt-get to install it"
-        exit 3
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if [[ "$APT_UPDATED" != 1 ]]; then
-        apt-get update -q >&2 || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >&2 ||
-        die "apt-get install slurmctld slurmd slurm-client munge failed"
 }
 
 # -------------------------------------------------------------------- start

@@ -23,29 +23,12 @@ LOGIN_DEADLINE=10
 
 log() { echo "sshd.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=lib.sh
+source "$(dirname "$SCRIPT")/lib.sh"
+
+install_packages() { apt_install openssh-server openssh-server openssh-client; }
 
 # ---------------------------------------------------------------- processes
-
-# True if PID is a live (not zombie) process.
-alive() {
-    local pid="$1" stat
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
-    stat="${stat##*) }"
-    [[ "${stat:0:1}" != Z ]]
-}
-
-read_pid() { cat "$1" 2>/dev/null || true; }
-
-# True if PID is alive and one of this service's processes (its command line
-# names the state directory), so that a stale pid file never hits another
-# process.
-ours() {
-    local cmd
-    alive "$1" || return 1
-    cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
-    [[ "$cmd" == *"$DIR/"* ]]
-}
 
 # PIDs never to kill: this shell and its ancestors (the script may be run
 # through one of the instances it kills).
@@ -58,26 +41,6 @@ protected_pids() {
         pid="$(echo "$stat" | cut -d' ' -f2)"
     done
     echo "$BASHPID"
-}
-
-# All descendants of the given PIDs (through the ppid field of /proc/*/stat).
-descendants() {
-    local -A children=()
-    local f stat pid ppid rest
-    for f in /proc/[0-9]*/stat; do
-        { read -r stat <"$f"; } 2>/dev/null || continue
-        pid="${f#/proc/}"; pid="${pid%/stat}"
-        rest="${stat##*) }"
-        read -r _ ppid _ <<<"$rest"
-        children[$ppid]+=" $pid"
-    done
-    local queue=("$@") p c
-    while ((${#queue[@]})); do
-        p="${queue[0]}"; queue=("${queue[@]:1}")
-        for c in ${children[$p]:-}; do
-            echo "$c"; queue+=("$c")
-        done
-    done
 }
 
 # Processes started through the instance on ADDR:PORT whose parent chain was
@@ -155,28 +118,6 @@ instance_port() {
     else
         echo "$PORT"
     fi
-}
-
-# ------------------------------------------------------------------ install
-
-APT_UPDATED="${OTWRAP_APT_UPDATED:-0}"
-install_packages() {
-    if [[ "$(id -u)" != 0 ]]; then
-        log "$SSHD is missing and installing openssh-server needs root:"
-        log "  apt-get install -y --no-install-recommends openssh-server openssh-client"
-        exit 3
-    fi
-    if ! command -v apt-get >/dev/null; then
-        log "$SSHD is missing and there is no apt-get to install openssh-server"
-        exit 3
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if [[ "$APT_UPDATED" != 1 ]]; then
-        apt-get update -q >&2 || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    apt-get install -y -q --no-install-recommends openssh-server openssh-client >&2 ||
-        die "apt-get install openssh-server openssh-client failed"
 }
 
 # -------------------------------------------------------------------- start
