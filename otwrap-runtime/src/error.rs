@@ -44,6 +44,18 @@ pub enum Error {
         var: &'static str,
     },
 
+    /// An earlier batch of this process was interrupted (Ctrl-C, SIGTERM),
+    /// so no new batch starts: the program should end.
+    #[error(
+        "otwrap: a batch of this process was interrupted by {cause}, so no new batch starts; \
+         end the program (its finished results were kept), or call `otwrap::interrupt::clear()` first \
+         if this program handles interruptions itself"
+    )]
+    Interrupted {
+        /// What interrupted the earlier batch.
+        cause: &'static str,
+    },
+
     /// A point failed; returned by [`Batch::values`] and by single-point calls.
     ///
     /// [`Batch::values`]: crate::Batch::values

@@ -29,9 +29,10 @@ pub mod flat;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;
-mod interrupt;
+pub mod interrupt;
 pub mod layers;
 pub mod model;
+mod process_tree;
 pub mod progress;
 pub mod runner;
 pub mod sample;

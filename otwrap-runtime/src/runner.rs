@@ -216,6 +216,24 @@ impl<M: Model> Runner<M> {
         }
         use rayon::prelude::*;
         use std::mem::MaybeUninit;
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted {
+                cause: crate::interrupt::cause(),
+            });
+        }
+        // Points already running in-process cannot be stopped; the programs
+        // they run are, and no new chunk starts.
+        let _interrupt = crate::interrupt::Guard::install();
+        let not_run = |index: usize, input: &M::Input| {
+            PointError::new(
+                index,
+                render_input(input),
+                PointFailure::NotRun {
+                    reason: interrupted_reason(),
+                },
+                backend::local_location(Backend::Rayon),
+            )
+        };
         let start = std::time::Instant::now();
         let pool = backend::rayon_pool::pool(settings.workers)?;
         let chunk = backend::rayon_pool::chunk_len(inputs.len(), settings.workers);
@@ -229,8 +247,17 @@ impl<M: Model> Runner<M> {
                 .enumerate()
                 .for_each(|(c, (out, points))| {
                     let base = c * chunk;
+                    if crate::interrupt::requested() {
+                        for (k, slot) in out.iter_mut().enumerate() {
+                            slot.write(Err(not_run(base + k, &points[k])));
+                        }
+                        return;
+                    }
                     crate::model::evaluate_run::<M>(points, base, |k, outcome| {
                         let result = outcome.map_err(|failed| {
+                            if crate::interrupt::requested() {
+                                return not_run(base + k, &points[k]);
+                            }
                             let (failure, location) =
                                 failed.into_parts(backend::local_location(Backend::Rayon));
                             PointError::new(base + k, render_input(&points[k]), failure, location)
@@ -253,13 +280,17 @@ impl<M: Model> Runner<M> {
                 slots.capacity(),
             )
         };
+        let not_run = results
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(PointError::is_not_run))
+            .count();
         let failed = results.iter().filter(|r| r.is_err()).count();
         let summary = Summary {
             total: inputs.len(),
-            evaluated: inputs.len(),
+            evaluated: inputs.len() - not_run,
             cached: 0,
             failed,
-            not_run: 0,
+            not_run,
             cache_store_failures: 0,
             wall_time: start.elapsed(),
             backend: settings.backend.name().to_string(),
@@ -320,10 +351,14 @@ impl<M: Model> Runner<M> {
         }
         let total = inputs.len();
         let cache = ModelCache::of::<M>()?;
-        // Remote batches catch Ctrl-C: they cancel their remote work and
-        // return every finished result.
-        let _interrupt = matches!(settings.backend, Backend::Ssh | Backend::Slurm)
-            .then(crate::interrupt::Guard::install);
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted {
+                cause: crate::interrupt::cause(),
+            });
+        }
+        // Every batch catches SIGINT and SIGTERM: it stops its workers and
+        // the programs they run, and returns every finished result.
+        let _interrupt = crate::interrupt::Guard::install();
         let mut delivered = vec![false; total];
         let cancel = AtomicBool::new(false);
         let mut books = Books {
@@ -383,6 +418,11 @@ impl<M: Model> Runner<M> {
         let mut evaluated = 0;
         let mut store_failures = 0;
         backend::execute(&job, &mut |Event { index, outcome }| {
+            // A point that failed once the batch was interrupted was most
+            // likely stopped by it (its program or worker killed): not run.
+            if outcome.is_err() && crate::interrupt::requested() {
+                return;
+            }
             if index >= total || std::mem::replace(&mut delivered[index], true) {
                 tracing::error!(
                     index,
@@ -437,9 +477,7 @@ impl<M: Model> Runner<M> {
             }
         }
         let reason = match (settings.fail_fast, books.first_failure) {
-            _ if crate::interrupt::requested() => {
-                "interrupted (Ctrl-C): the batch stopped; finished results are kept".to_string()
-            }
+            _ if crate::interrupt::requested() => interrupted_reason(),
             (true, Some(first)) => {
                 format!("fail-fast: the batch stopped after point {first} failed")
             }
@@ -546,6 +584,14 @@ fn store_result<M: Model>(
         }
     }
     value
+}
+
+/// Why the points an interruption stopped were not run.
+fn interrupted_reason() -> String {
+    format!(
+        "interrupted by {}: the batch stopped; finished results are kept",
+        crate::interrupt::cause()
+    )
 }
 
 fn report_store_failure(e: &crate::cache::store::CacheError) {

@@ -128,6 +128,12 @@ fn run_slot<M: Model>(
                 message: format!("cannot encode the input: {message}"),
             })),
             Ok(bytes) => match w.evaluate(index, bytes, job.settings.timeout) {
+                Reply::Interrupted => {
+                    // Killed by the interruption: the point is not run, and
+                    // no other starts.
+                    worker = None;
+                    break;
+                }
                 Reply::Done(Ok(bytes)) => {
                     crate::codec::decode::<M::Output>(&bytes).map_err(|message| {
                         Failed::from(PointFailure::Protocol {
@@ -184,7 +190,17 @@ enum Reply {
     Done(Result<Vec<u8>, Failed>),
     /// The worker died or was killed while evaluating.
     Lost(PointFailure),
+    /// The batch was interrupted (SIGINT, SIGTERM) while the point ran: the
+    /// worker was killed, or died of the same signal.
+    Interrupted,
 }
+
+/// How often a slot waiting for its worker looks for an interruption.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+/// How long a worker that died of SIGINT/SIGTERM/SIGHUP waits for the
+/// driver's own handler to see the same signal (a whole process group or
+/// job signalled at once): then its point is not run rather than lost.
+const SIGNAL_GRACE: Duration = Duration::from_millis(500);
 
 /// A running worker process and the threads that read its output.
 struct WorkerProcess {
@@ -195,6 +211,10 @@ struct WorkerProcess {
     incoming: Receiver<Incoming>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     stderr_thread: Option<JoinHandle<()>>,
+    /// The signal that ended the process, once reaped.
+    ended_by: Option<i32>,
+    /// Kills the worker's group on interruption; dropped before reaping.
+    interrupt: Option<crate::interrupt::GroupRegistration>,
 }
 
 impl WorkerProcess {
@@ -250,6 +270,10 @@ impl WorkerProcess {
             incoming,
             stderr_tail,
             stderr_thread,
+            ended_by: None,
+            interrupt: i32::try_from(pid)
+                .ok()
+                .map(crate::interrupt::register_group),
         };
         match worker.handshake(model) {
             Ok(()) => Ok(worker),
@@ -329,12 +353,26 @@ impl WorkerProcess {
         {
             return Reply::Lost(self.crash_failure());
         }
-        let answer = match timeout {
-            Some(t) => self.incoming.recv_timeout(t),
-            None => self
-                .incoming
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected),
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let answer = loop {
+            let slice = match deadline {
+                Some(until) => until
+                    .saturating_duration_since(Instant::now())
+                    .min(INTERRUPT_POLL),
+                None => INTERRUPT_POLL,
+            };
+            match self.incoming.recv_timeout(slice) {
+                Err(RecvTimeoutError::Timeout) => {
+                    if crate::interrupt::requested() {
+                        self.kill_and_reap();
+                        return Reply::Interrupted;
+                    }
+                    if deadline.is_some_and(|until| Instant::now() >= until) {
+                        break Err(RecvTimeoutError::Timeout);
+                    }
+                }
+                other => break other,
+            }
         };
         match answer {
             Ok(Incoming::Frame(FromWorker::Result {
@@ -356,8 +394,38 @@ impl WorkerProcess {
                 })
             }
             Ok(Incoming::Closed(_) | Incoming::Greeting(_))
-            | Err(RecvTimeoutError::Disconnected) => Reply::Lost(self.crash_failure()),
+            | Err(RecvTimeoutError::Disconnected) => {
+                let failure = self.crash_failure();
+                if self.ended_by_interruption() {
+                    Reply::Interrupted
+                } else {
+                    Reply::Lost(failure)
+                }
+            }
         }
+    }
+
+    /// Whether the worker's end belongs to an interruption of the batch: it
+    /// was requested, or the worker died of a signal that is about to
+    /// interrupt the driver too (the whole job or group was signalled).
+    fn ended_by_interruption(&self) -> bool {
+        if crate::interrupt::requested() {
+            return true;
+        }
+        if !matches!(
+            self.ended_by,
+            Some(libc::SIGINT | libc::SIGTERM | libc::SIGHUP)
+        ) {
+            return false;
+        }
+        let deadline = Instant::now() + SIGNAL_GRACE;
+        while Instant::now() < deadline {
+            if crate::interrupt::requested() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
     }
 
     fn crash_failure(&mut self) -> PointFailure {
@@ -372,6 +440,8 @@ impl WorkerProcess {
     /// kills its process group otherwise, and returns how it ended and the
     /// tail of its stderr.
     fn kill_and_reap(&mut self) -> (String, String) {
+        // The group id may be reused once the worker is reaped.
+        self.interrupt = None;
         let deadline = Instant::now() + Duration::from_millis(500);
         let status = loop {
             match self.child.try_wait() {
@@ -383,14 +453,18 @@ impl WorkerProcess {
             }
         };
         let status = match status {
-            Some(s) => describe_exit(s),
+            Some(s) => Ok(s),
             None => {
                 self.kill_group();
-                match self.child.wait() {
-                    Ok(s) => describe_exit(s),
-                    Err(e) => format!("could not be waited for ({e})"),
-                }
+                self.child.wait()
             }
+        };
+        let status = match status {
+            Ok(s) => {
+                self.ended_by = std::os::unix::process::ExitStatusExt::signal(&s);
+                describe_exit(s)
+            }
+            Err(e) => format!("could not be waited for ({e})"),
         };
         // Let the stderr thread drain what the process wrote last.
         if let Some(handle) = self.stderr_thread.take() {
@@ -418,6 +492,7 @@ impl WorkerProcess {
 
     /// Asks the worker to exit and reaps it.
     fn shutdown(mut self) {
+        self.interrupt = None;
         let _ = write_frame(&mut self.stdin, &ToWorker::Shutdown).and_then(|()| self.stdin.flush());
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {

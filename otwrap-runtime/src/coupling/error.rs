@@ -150,6 +150,18 @@ pub enum CouplingError {
         timeout: Duration,
     },
 
+    /// The batch was interrupted (Ctrl-C, SIGTERM) while the program ran;
+    /// it and every process of its process group were killed with SIGKILL.
+    #[error(
+        "`{program}` was stopped with its child processes: the batch was interrupted by {cause}"
+    )]
+    Interrupted {
+        /// The program as given.
+        program: String,
+        /// What interrupted the batch (`Ctrl-C (SIGINT)`, `SIGTERM`, ...).
+        cause: &'static str,
+    },
+
     /// What was looked for (a token, a regex match, a line, a column) is not
     /// in the result file.
     #[error("`{}`: {what}; check that the program wrote the expected output", .path.display())]

@@ -1,5 +1,6 @@
 //! Running the external program of one evaluation: no shell unless asked,
-//! its own process group (so a timeout kills its children too), output
+//! a supervised process group (so a timeout, an interruption or the death
+//! of this process kills its children too: see `process_tree`), output
 //! captured to files in the run directory, failures reported with the end
 //! of stderr.
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::error::describe_status;
 use super::CouplingError;
+use crate::process_tree::ProcessTree;
 
 /// Size of the stderr excerpt quoted in [`CouplingError::ProgramFailed`].
 const TAIL_BYTES: usize = 2048;
@@ -237,18 +239,36 @@ impl Program {
     pub fn run(&self) -> Result<Output, CouplingError> {
         let (stdout_stdio, stdout) = self.open_capture(&self.stdout, STDOUT_FILE)?;
         let (stderr_stdio, stderr) = self.open_capture(&self.stderr, STDERR_FILE)?;
+        // A supervised group: the program and everything it starts die with
+        // this evaluation (timeout, interruption, end, or our own death).
+        let tree = ProcessTree::start().map_err(|source| CouplingError::Spawn {
+            program: self.display_program(),
+            source: io::Error::new(
+                source.kind(),
+                format!("cannot start the supervisor of its process group: {source}"),
+            ),
+        })?;
         let mut command = self.command();
         command
             .stdin(Stdio::null())
             .stdout(stdout_stdio)
             .stderr(stderr_stdio)
-            // Its own group, so that a timeout can kill the children too.
-            .process_group(0);
+            .process_group(tree.group() as i32);
 
         tracing::debug!(program = %self.display_program(), dir = ?self.dir, "starting program");
         let start = Instant::now();
         let child = command.spawn().map_err(|source| self.spawn_error(source))?;
-        let supervised = self.supervise(child, start)?;
+        let supervised = self.supervise(child, &tree, start);
+        // Leftover background processes die here, before the pipes they may
+        // hold are read to their end.
+        drop(tree);
+        if crate::interrupt::requested() {
+            return Err(CouplingError::Interrupted {
+                program: self.display_program(),
+                cause: crate::interrupt::cause(),
+            });
+        }
+        let supervised = supervised?;
         let duration = start.elapsed();
         tracing::debug!(
             program = %self.display_program(),
@@ -345,8 +365,12 @@ impl Program {
     /// Without a timeout and without memory capture this is a plain
     /// `wait()`. Otherwise helper threads wait and read, and report through
     /// a channel, so the timeout is exact and nothing spins.
-    fn supervise(&self, mut child: Child, start: Instant) -> Result<Supervised, CouplingError> {
-        let process_group = child.id();
+    fn supervise(
+        &self,
+        mut child: Child,
+        tree: &ProcessTree,
+        start: Instant,
+    ) -> Result<Supervised, CouplingError> {
         let stdout_pipe = child.stdout.take();
         let stderr_pipe = child.stderr.take();
         let wait_error = |source| CouplingError::Spawn {
@@ -425,7 +449,7 @@ impl Program {
                                 break;
                             }
                             timed_out = true;
-                            kill_process_group(process_group);
+                            tree.kill();
                             tracing::warn!(
                                 program = %self.display_program(),
                                 timeout = ?self.timeout,
@@ -574,20 +598,6 @@ fn spawn_reader(
         let result = pipe.read_to_end(&mut bytes).map(|_| bytes);
         let _ = sender.send(event(result));
     });
-}
-
-fn kill_process_group(process_group: u32) {
-    let Ok(process_group) = libc::pid_t::try_from(process_group) else {
-        return;
-    };
-    // SAFETY: killpg only sends a signal; it has no memory-safety
-    // preconditions. The group id is the child's pid, reserved while the
-    // child is unreaped or any member of its group lives; only if the child
-    // was reaped an instant ago with no member left could the id be reused,
-    // which needs the pid space to wrap around in that instant.
-    unsafe {
-        libc::killpg(process_group, libc::SIGKILL);
-    }
 }
 
 /// `'it'\''s'`: single quotes protect everything but single quotes. Works
