@@ -6,6 +6,8 @@
 
 #[path = "support/services.rs"]
 mod services;
+#[path = "support/solver_tree.rs"]
+mod solver_tree;
 
 use std::fs;
 use std::io::Write;
@@ -528,7 +530,8 @@ fn ctrl_c_cancels_the_jobs() -> Result<(), Failed> {
     let base = scratch("ctrl-c")?;
     let runs = base.path().join("runs");
     let log = base.path().join("evals");
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    let mut child = solver_tree::with_default_signals(&mut command)
         .env(CHILD_ENV, "interrupted")
         .env(CHILD_RUN_DIR_ENV, &runs)
         .env(CHILD_LOG_ENV, &log)
@@ -633,6 +636,31 @@ fn point_timeout_fails_that_point() -> Result<(), Failed> {
         }
     }
     Ok(())
+}
+
+/// A timed-out point's solver (a script and the `sleep` it started) dies
+/// with its array task.
+fn point_timeout_kills_the_solver_tree() -> Result<(), Failed> {
+    if services::slurm("slurm_point_timeout_kills_the_solver_tree").is_none() {
+        return Ok(());
+    }
+    let base = scratch("solver-tree")?;
+    let script = solver_tree::write_script(base.path())?
+        .display()
+        .to_string();
+    let tag = solver_tree::unique_tag(30);
+    let points = vec![
+        (solver_tree::SLOW, script.clone(), tag.clone()),
+        (solver_tree::FAST, script, tag.clone()),
+    ];
+    let batch = solver_tree::solver::runner()
+        .backend(Backend::Slurm)
+        .set("run_dir", base.path().join("runs").display().to_string())
+        .set("points_per_task", 1u32)
+        .timeout(Duration::from_secs(2))
+        .map(&points)?;
+    solver_tree::check_timed_out_and_fast(&batch)?;
+    solver_tree::none_left(&tag, "the timed-out point on slurm")
 }
 
 fn model_failure_fails_one_point() -> Result<(), Failed> {
@@ -844,6 +872,10 @@ fn main() {
         Trial::test(
             "slurm_point_timeout_fails_that_point",
             point_timeout_fails_that_point,
+        ),
+        Trial::test(
+            "slurm_point_timeout_kills_the_solver_tree",
+            point_timeout_kills_the_solver_tree,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

@@ -15,6 +15,8 @@ use otwrap::PointFailure;
 
 #[path = "support/services.rs"]
 mod services;
+#[path = "support/solver_tree.rs"]
+mod solver_tree;
 
 fn value(x: f64) -> f64 {
     (x * 1.5).cos() + x * x
@@ -89,7 +91,8 @@ fn drive_and_signal(
     signal: i32,
 ) -> Result<(std::process::Output, Vec<u32>), Failed> {
     let dir = tempfile::tempdir()?;
-    let child = std::process::Command::new(std::env::current_exe()?)
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    let child = solver_tree::with_default_signals(&mut command)
         .env("OTWRAP_TEST_SSH_DRIVER", dir.path())
         .env("OTWRAP_SSH_HOSTS", host(env, &env.hosts[1], 2))
         .env("OTWRAP_SSH_KEY", &env.key)
@@ -152,7 +155,22 @@ fn ctrl_c_stops_the_batch_and_keeps_finished_results() -> Result<(), Failed> {
     let Some(env) = services::ssh("ssh_ctrl_c_stops_the_batch_and_keeps_finished_results") else {
         return Ok(());
     };
-    let (output, pids) = drive_and_signal(&env, libc::SIGINT)?;
+    signal_stops_the_batch_and_keeps_finished_results(&env, libc::SIGINT)
+}
+
+/// SIGTERM (`scancel` of a driver job, `timeout`, systemd) is Ctrl-C.
+fn sigterm_stops_the_batch_and_keeps_finished_results() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_sigterm_stops_the_batch_and_keeps_finished_results") else {
+        return Ok(());
+    };
+    signal_stops_the_batch_and_keeps_finished_results(&env, libc::SIGTERM)
+}
+
+fn signal_stops_the_batch_and_keeps_finished_results(
+    env: &services::SshEnv,
+    signal: i32,
+) -> Result<(), Failed> {
+    let (output, pids) = drive_and_signal(env, signal)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     check(output.status.success(), || {
@@ -170,7 +188,7 @@ fn ctrl_c_stops_the_batch_and_keeps_finished_results() -> Result<(), Failed> {
     let (ok, not_run, interrupted) = (count("ok="), count("not_run="), count("interrupted="));
     check(
         ok >= 1 && not_run >= 1 && ok + not_run == 40 && interrupted == not_run,
-        || format!("after Ctrl-C: {stdout}"),
+        || format!("after signal {signal}: {stdout}"),
     )?;
     all_gone(&pids)
 }
@@ -433,6 +451,27 @@ fn timeout_kills_the_remote_evaluation() -> Result<(), Failed> {
     .into())
 }
 
+/// A timed-out point's solver (a script and the `sleep` it started) dies
+/// with the remote worker.
+fn timeout_kills_the_solver_tree() -> Result<(), Failed> {
+    let Some(env) = services::ssh("ssh_timeout_kills_the_solver_tree") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let script = solver_tree::write_script(dir.path())?.display().to_string();
+    let tag = solver_tree::unique_tag(20);
+    let points = vec![
+        (solver_tree::SLOW, script.clone(), tag.clone()),
+        (solver_tree::FAST, script, tag.clone()),
+    ];
+    let hosts = [host(&env, &env.hosts[1], 2)];
+    let batch = runner(&env, &hosts, solver_tree::solver::runner())
+        .timeout(Duration::from_secs(2))
+        .map(&points)?;
+    solver_tree::check_timed_out_and_fast(&batch)?;
+    solver_tree::none_left(&tag, "the timed-out point on ssh")
+}
+
 fn unknown_host_key_is_refused_unless_accept_new() -> Result<(), Failed> {
     let Some(env) = services::ssh("ssh_unknown_host_key_is_refused_unless_accept_new") else {
         return Ok(());
@@ -619,6 +658,14 @@ fn main() {
         Trial::test(
             "ssh_unknown_host_key_is_refused_unless_accept_new",
             unknown_host_key_is_refused_unless_accept_new,
+        ),
+        Trial::test(
+            "ssh_sigterm_stops_the_batch_and_keeps_finished_results",
+            sigterm_stops_the_batch_and_keeps_finished_results,
+        ),
+        Trial::test(
+            "ssh_timeout_kills_the_solver_tree",
+            timeout_kills_the_solver_tree,
         ),
         Trial::test(
             "ssh_wrong_key_names_host_and_user",
