@@ -423,7 +423,10 @@ fn wall_values_are_current(
     Ok(())
 }
 
-/// What a `depends` child process does; returns its exit code.
+/// One batch of a `wall` variant.
+type WallRun = fn(&[u32]) -> Result<Batch<u64>, otwrap::Error>;
+
+/// What a `depends` child process does.
 fn depends_child(mode: &str) -> Result<(), String> {
     match mode {
         // One batch of `wall`: print its counts; a batch that cannot start
@@ -491,7 +494,7 @@ fn depends_child(mode: &str) -> Result<(), String> {
         // process recomputes, the restore hits again.
         "depends-stores" => {
             let inputs: Vec<u32> = (0..20).collect();
-            let runs: [(&str, fn(&[u32]) -> Result<Batch<u64>, otwrap::Error>); 2] = [
+            let runs: [(&str, WallRun); 2] = [
                 ("memory", |i| {
                     wall_in_memory::runner()
                         .progress(ProgressMode::Never)
