@@ -78,7 +78,9 @@ pub fn temp_workdir(args: TokenStream, item: TokenStream) -> TokenStream {
 /// stable order; files the solver writes there count too, e.g. Python's
 /// `__pycache__`). Symbolic links are followed (their target's contents are
 /// hashed). Hashes are kept per process by path, size and modification
-/// time, so a batch or a loop of single calls reads each file once.
+/// time, so a batch or a loop of single calls reads each file once. The
+/// files are read where the driver runs (on `ssh` and `slurm`, the driver's
+/// copies), and a cache directory inside a `depends` directory is refused.
 ///
 /// What the key does not cover, so editing it leaves old entries valid:
 /// helper functions the body calls, constants and statics it reads, crate
