@@ -1,7 +1,7 @@
 //! Behaviour of `#[cached]`: second runs, repeated points, cached errors,
 //! the memory cache, single calls, a run killed with SIGKILL and resumed,
-//! body/version invalidation, undecodable entries, and two processes opening
-//! one store.
+//! body/version invalidation, undecodable entries, two processes opening
+//! one store, and `depends` (files whose contents enter the keys).
 //!
 //! The binary is worker-capable (`#[otwrap::main]`) and re-runs itself as a
 //! child process (`OTWRAP_TEST_CACHE_CHILD`) for the tests that need a second
@@ -363,6 +363,207 @@ fn child_counts(stdout: &str) -> Result<[usize; 4], Failed> {
             .ok_or_else(|| format!("bad counts line: {line}"))?;
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Models with `depends`, run by child processes whose current directory is a
+// temporary project: `solver/wall.py` holds `FACTOR = k`, `templates/` holds
+// the input template(s). The model reads the factor at evaluation time, so a
+// stale cache hit would show as a wrong value.
+
+static WALL_EVALS: AtomicUsize = AtomicUsize::new(0);
+
+/// The factor written in `solver/wall.py` (relative to the current directory).
+fn wall_factor() -> Result<u64, String> {
+    let text = fs::read_to_string("solver/wall.py").map_err(|e| format!("solver/wall.py: {e}"))?;
+    text.trim()
+        .strip_prefix("FACTOR = ")
+        .and_then(|k| k.parse().ok())
+        .ok_or_else(|| format!("solver/wall.py holds no factor: {text:?}"))
+}
+
+#[parallelize(backend = "rayon", workers = 2)]
+#[cached(disk, depends = ["solver/wall.py", "templates"])]
+fn wall(x: u32) -> Result<u64, String> {
+    WALL_EVALS.fetch_add(1, Ordering::SeqCst);
+    Ok(u64::from(x) * wall_factor()?)
+}
+
+#[parallelize(backend = "serial")]
+#[cached(depends = ["solver/wall.py"])]
+fn wall_in_memory(x: u32) -> Result<u64, String> {
+    WALL_EVALS.fetch_add(1, Ordering::SeqCst);
+    Ok(u64::from(x) * wall_factor()?)
+}
+
+#[parallelize(backend = "serial")]
+#[cached(disk = "wall-cache", depends = ["solver/wall.py"])]
+fn wall_at_path(x: u32) -> Result<u64, String> {
+    WALL_EVALS.fetch_add(1, Ordering::SeqCst);
+    Ok(u64::from(x) * wall_factor()?)
+}
+
+const WALL_POINTS: u32 = 50;
+const WALL_MEMO_POINTS: u32 = 10_000;
+
+/// Checks that every value is `x * factor` with today's factor.
+fn wall_values_are_current(
+    values: &[Result<u64, PointError>],
+    inputs: &[u32],
+) -> Result<(), String> {
+    let factor = wall_factor()?;
+    for (r, &x) in values.iter().zip(inputs) {
+        if r.as_ref().ok() != Some(&(u64::from(x) * factor)) {
+            return Err(format!(
+                "point {x}: {r:?}, expected {} (factor {factor})",
+                u64::from(x) * factor
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One batch of a `wall` variant.
+type WallRun = fn(&[u32]) -> Result<Batch<u64>, otwrap::Error>;
+
+/// What a `depends` child process does.
+fn depends_child(mode: &str) -> Result<(), String> {
+    match mode {
+        // One batch of `wall`: print its counts; a batch that cannot start
+        // prints its error and how many evaluations ran.
+        "depends-run" => {
+            let inputs: Vec<u32> = (0..WALL_POINTS).collect();
+            let batch = match wall::runner().progress(ProgressMode::Never).map(&inputs) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    eprintln!("{e}");
+                    println!("evals {}", WALL_EVALS.load(Ordering::SeqCst));
+                    std::process::exit(3);
+                }
+            };
+            wall_values_are_current(batch.results(), &inputs)?;
+            let s = batch.summary();
+            println!(
+                "counts evaluated={} cached={} failed={} total={}",
+                s.evaluated, s.cached, s.failed, s.total
+            );
+            Ok(())
+        }
+        // A big batch, single calls and a second batch: the files (made old
+        // by the parent) are read once. Then a file stamped in the future is
+        // never trusted to the memo: read again on every open.
+        "depends-memo" => {
+            let hashed = otwrap_runtime::cache::depends::files_hashed;
+            let inputs: Vec<u32> = (0..WALL_MEMO_POINTS).collect();
+            let first = wall::runner()
+                .progress(ProgressMode::Never)
+                .map(&inputs)
+                .map_err(|e| e.to_string())?;
+            wall_values_are_current(first.results(), &inputs)?;
+            let after_batch = hashed();
+            for x in 0..200 {
+                if wall(x).map_err(|e| e.to_string())? != u64::from(x) * wall_factor()? {
+                    return Err(format!("single call {x}: wrong value"));
+                }
+            }
+            let after_singles = hashed();
+            let second = wall::runner()
+                .progress(ProgressMode::Never)
+                .map(&inputs)
+                .map_err(|e| e.to_string())?;
+            let s = second.summary();
+            let after_second = hashed();
+            let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+            File::options()
+                .write(true)
+                .open("solver/wall.py")
+                .and_then(|f| f.set_modified(future))
+                .map_err(|e| e.to_string())?;
+            wall(1).map_err(|e| e.to_string())?;
+            wall(2).map_err(|e| e.to_string())?;
+            let after_future = hashed();
+            println!(
+                "hashed batch={after_batch} singles={after_singles} second={after_second} future={after_future} \
+                 first_evaluated={} second_cached={}",
+                first.summary().evaluated,
+                s.cached
+            );
+            Ok(())
+        }
+        // The in-memory and `disk = "path"` stores: an edit within the
+        // process recomputes, the restore hits again.
+        "depends-stores" => {
+            let inputs: Vec<u32> = (0..20).collect();
+            let runs: [(&str, WallRun); 2] = [
+                ("memory", |i| {
+                    wall_in_memory::runner()
+                        .progress(ProgressMode::Never)
+                        .map(i)
+                }),
+                ("path", |i| {
+                    wall_at_path::runner().progress(ProgressMode::Never).map(i)
+                }),
+            ];
+            for (name, run) in runs {
+                let mut seen = Vec::new();
+                for factor in ["FACTOR = 3", "FACTOR = 3", "FACTOR = 4", "FACTOR = 3"] {
+                    fs::write("solver/wall.py", format!("{factor}\n"))
+                        .map_err(|e| e.to_string())?;
+                    let batch = run(&inputs).map_err(|e| e.to_string())?;
+                    wall_values_are_current(batch.results(), &inputs)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    seen.push(format!(
+                        "{}/{}",
+                        batch.summary().evaluated,
+                        batch.summary().cached
+                    ));
+                }
+                println!("{name} {}", seen.join(" "));
+            }
+            Ok(())
+        }
+        other => Err(format!("unknown child mode {other:?}")),
+    }
+}
+
+/// A child of this binary in `project` (its current directory), running
+/// `mode`, with the default cache location (under `project`).
+fn depends_command(mode: &str, project: &Path) -> Result<Command, Failed> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .current_dir(project)
+        .env(CHILD_ENV, mode)
+        .env_remove("OTWRAP_CACHE_DIR")
+        .env_remove(LOG_ENV)
+        .stdin(Stdio::null());
+    Ok(command)
+}
+
+/// Runs a `depends` child; its stdout, or an error with its output.
+fn run_depends(mode: &str, project: &Path) -> Result<String, Failed> {
+    let out = depends_command(mode, project)?.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    check(out.status.success(), || {
+        format!(
+            "{mode} child: {}: {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok(stdout)
+}
+
+/// A temporary project: `solver/wall.py` (factor 3) and `templates/wall.in`.
+fn wall_project() -> Result<tempfile::TempDir, Failed> {
+    let project = tempfile::tempdir()?;
+    fs::create_dir(project.path().join("solver"))?;
+    fs::create_dir(project.path().join("templates"))?;
+    fs::write(project.path().join("solver/wall.py"), "FACTOR = 3\n")?;
+    fs::write(
+        project.path().join("templates/wall.in"),
+        "thickness = @T@\n",
+    )?;
+    Ok(project)
 }
 
 // ---------------------------------------------------------------------------
@@ -993,9 +1194,164 @@ fn second_process_gets_a_clear_lock_error() -> Result<(), Failed> {
     })
 }
 
+/// Test 10: Editing a `depends` file recomputes every point; restoring its
+/// contents finds the old entries again.
+fn depends_edit_recomputes_and_restore_hits() -> Result<(), Failed> {
+    let project = wall_project()?;
+    let dir = project.path();
+    let n = WALL_POINTS as usize;
+    let expect = |stdout: &str, counts: [usize; 4], what: &str| -> Result<(), Failed> {
+        let got = child_counts(stdout)?;
+        check(got == counts, || {
+            format!("{what}: {got:?}, expected {counts:?}")
+        })
+    };
+    expect(&run_depends("depends-run", dir)?, [n, 0, 0, n], "first run")?;
+    expect(
+        &run_depends("depends-run", dir)?,
+        [0, n, 0, n],
+        "second run",
+    )?;
+
+    // The solver script edited (same length: only the contents differ).
+    fs::write(dir.join("solver/wall.py"), "FACTOR = 5\n")?;
+    expect(
+        &run_depends("depends-run", dir)?,
+        [n, 0, 0, n],
+        "solver edited",
+    )?;
+    expect(
+        &run_depends("depends-run", dir)?,
+        [0, n, 0, n],
+        "solver edited, again",
+    )?;
+    fs::write(dir.join("solver/wall.py"), "FACTOR = 3\n")?;
+    expect(
+        &run_depends("depends-run", dir)?,
+        [0, n, 0, n],
+        "solver restored",
+    )?;
+
+    // A file under the template directory edited, then restored.
+    fs::write(dir.join("templates/wall.in"), "thickness = @T@ m\n")?;
+    expect(
+        &run_depends("depends-run", dir)?,
+        [n, 0, 0, n],
+        "template edited",
+    )?;
+    fs::write(dir.join("templates/wall.in"), "thickness = @T@\n")?;
+    expect(
+        &run_depends("depends-run", dir)?,
+        [0, n, 0, n],
+        "template restored",
+    )
+}
+
+/// Test 11: A file added under a `depends` directory recomputes every point;
+/// removing it hits again.
+fn depends_directory_addition_recomputes() -> Result<(), Failed> {
+    let project = wall_project()?;
+    let dir = project.path();
+    let n = WALL_POINTS as usize;
+    check(
+        child_counts(&run_depends("depends-run", dir)?)? == [n, 0, 0, n],
+        || "first run".into(),
+    )?;
+    fs::create_dir(dir.join("templates/mesh"))?;
+    fs::write(dir.join("templates/mesh/coarse.msh"), "")?;
+    let added = child_counts(&run_depends("depends-run", dir)?)?;
+    check(added == [n, 0, 0, n], || {
+        format!("after adding a file: {added:?}")
+    })?;
+    fs::remove_dir_all(dir.join("templates/mesh"))?;
+    let removed = child_counts(&run_depends("depends-run", dir)?)?;
+    check(removed == [0, n, 0, n], || {
+        format!("after removing it: {removed:?}")
+    })
+}
+
+/// Test 12: A missing `depends` path stops the batch before any evaluation,
+/// with an error naming the path and the current directory.
+fn depends_missing_path_is_an_error_before_any_evaluation() -> Result<(), Failed> {
+    let project = wall_project()?;
+    let dir = project.path();
+    fs::remove_dir_all(dir.join("templates"))?;
+    let out = depends_command("depends-run", dir)?.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("the batch says: {}", stderr.trim());
+    check(out.status.code() == Some(3), || {
+        format!("{}: {stdout}{stderr}", out.status)
+    })?;
+    check(stdout.contains("evals 0"), || stdout.clone())?;
+    check(
+        stderr.contains("\"templates\" of cache::wall does not exist"),
+        || stderr.clone(),
+    )?;
+    let cwd = fs::canonicalize(dir)?;
+    check(
+        stderr.contains(&cwd.join("templates").display().to_string()),
+        || stderr.clone(),
+    )?;
+    check(
+        stderr.contains(&format!("current directory, {})", cwd.display())),
+        || stderr.clone(),
+    )
+}
+
+/// Test 13: A big batch, 200 single calls and a second batch read each
+/// dependency file once per process; a file stamped in the future (not yet
+/// settled) is read again on each open.
+fn depends_files_are_hashed_once_per_process() -> Result<(), Failed> {
+    let project = wall_project()?;
+    let dir = project.path();
+    // Settled files: modified an hour ago, older than the racy window.
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for file in ["solver/wall.py", "templates/wall.in"] {
+        File::options()
+            .write(true)
+            .open(dir.join(file))?
+            .set_modified(old)?;
+    }
+    let stdout = run_depends("depends-memo", dir)?;
+    println!("{}", stdout.trim());
+    let n = WALL_MEMO_POINTS;
+    // Two files: read once each for the first batch, never again while
+    // unchanged; then wall.py twice more (two single calls), the template not.
+    let expected =
+        format!("hashed batch=2 singles=2 second=2 future=4 first_evaluated={n} second_cached={n}");
+    check(stdout.contains(&expected), || {
+        format!("{stdout}\nexpected: {expected}")
+    })
+}
+
+/// Test 14: `depends` with the in-memory store and with `disk = "path"`: an
+/// edit inside the process recomputes, the restore hits again.
+fn depends_with_memory_and_path_stores() -> Result<(), Failed> {
+    let project = wall_project()?;
+    let stdout = run_depends("depends-stores", project.path())?;
+    print!("{stdout}");
+    for store in ["memory", "path"] {
+        let line = format!("{store} 20/0 0/20 20/0 0/20");
+        check(stdout.lines().any(|l| l == line), || {
+            format!("{stdout}\nexpected: {line}")
+        })?;
+    }
+    check(project.path().join("wall-cache").is_dir(), || {
+        "disk = \"wall-cache\" is relative to the current directory".into()
+    })
+}
+
 #[otwrap::main]
 fn main() {
     if let Ok(mode) = std::env::var(CHILD_ENV) {
+        if mode.starts_with("depends-") {
+            if let Err(e) = depends_child(&mode) {
+                eprintln!("{e}");
+                std::process::exit(4);
+            }
+            std::process::exit(0);
+        }
         std::process::exit(child(&mode));
     }
     let args = Arguments::from_args();
@@ -1039,6 +1395,26 @@ fn main() {
         Trial::test(
             "cache_second_process_gets_a_clear_lock_error",
             second_process_gets_a_clear_lock_error,
+        ),
+        Trial::test(
+            "cache_depends_edit_recomputes_and_restore_hits",
+            depends_edit_recomputes_and_restore_hits,
+        ),
+        Trial::test(
+            "cache_depends_directory_addition_recomputes",
+            depends_directory_addition_recomputes,
+        ),
+        Trial::test(
+            "cache_depends_missing_path_is_an_error_before_any_evaluation",
+            depends_missing_path_is_an_error_before_any_evaluation,
+        ),
+        Trial::test(
+            "cache_depends_files_are_hashed_once_per_process",
+            depends_files_are_hashed_once_per_process,
+        ),
+        Trial::test(
+            "cache_depends_with_memory_and_path_stores",
+            depends_with_memory_and_path_stores,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

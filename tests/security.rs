@@ -304,6 +304,7 @@ fn planted_links_and_directories_are_refused() -> Result<(), Failed> {
             body_hash: 0,
             version: "",
             cache_errors: false,
+            depends: &[],
         },
     )
     .expect_err("refused");

@@ -108,6 +108,7 @@ fn layers_and_cache(function: &ItemFn, stack: &Stack) -> (TokenStream, TokenStre
                 .as_ref()
                 .map_or_else(|| quote!(""), |v| quote!(#v));
             let cache_errors = config.cache_errors;
+            let depends = &config.depends;
             quote! {
                 fn cache() -> ::core::option::Option<#rt::CacheSpec> {
                     ::core::option::Option::Some(#rt::CacheSpec {
@@ -115,6 +116,7 @@ fn layers_and_cache(function: &ItemFn, stack: &Stack) -> (TokenStream, TokenStre
                         body_hash: #hash,
                         version: #version,
                         cache_errors: #cache_errors,
+                        depends: &[#(#depends),*],
                     })
                 }
             }

@@ -63,10 +63,31 @@ pub fn temp_workdir(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The key is the function id, a hash of the function's tokens (editing it
 /// invalidates its entries; a `//` comment does not), the `version = "..."`
-/// salt and the exact bincode bytes of the input. A batch looks every point
-/// up first, runs only the misses (a point repeated in the batch once), and
-/// stores each result as it arrives. Failures are cached only with
-/// `cache_errors = true`.
+/// salt, the contents of the `depends` files, and the exact bincode bytes of
+/// the input. A batch looks every point up first, runs only the misses (a
+/// point repeated in the batch once), and stores each result as it arrives.
+/// Failures are cached only with `cache_errors = true`.
+///
+/// `depends = ["solver/wall.py", "templates/wall.in"]` (with any store):
+/// files or directories whose contents are hashed into every key, so editing
+/// the solver script or the template recomputes every point, and restoring
+/// it finds the old entries again. Relative paths are taken from the current
+/// directory at run time (as templates are); a missing path stops the batch
+/// before any point runs, naming the path and the current directory. A
+/// directory covers every file under it (relative names and contents, in a
+/// stable order; files the solver writes there count too, e.g. Python's
+/// `__pycache__`). Symbolic links are followed (their target's contents are
+/// hashed). Hashes are kept per process by path, size and modification
+/// time, so a batch or a loop of single calls reads each file once. The
+/// files are read where the driver runs (on `ssh` and `slurm`, the driver's
+/// copies), and a cache directory inside a `depends` directory is refused.
+///
+/// What the key does not cover, so editing it leaves old entries valid:
+/// helper functions the body calls, constants and statics it reads, crate
+/// versions, files not listed in `depends` (including those of
+/// `#[temp_workdir(copy = [...])]`), the program found on `PATH`, and the
+/// environment. Nothing is hashed implicitly: list what the model reads, or
+/// bump `version`.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     stack::expand(stack::Kind::Cached, args.into(), item.into()).into()

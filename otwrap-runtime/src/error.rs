@@ -66,6 +66,11 @@ pub enum Error {
     #[error(transparent)]
     Cache(#[from] crate::cache::store::CacheError),
 
+    /// The files a cached model depends on (`#[cached(depends = [...])]`)
+    /// could not be hashed: one is missing or unreadable.
+    #[error(transparent)]
+    Depends(#[from] crate::cache::depends::DependsError),
+
     /// An I/O error on a named path.
     #[error("otwrap I/O error on {path}: {source}")]
     Io {

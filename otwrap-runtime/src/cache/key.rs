@@ -12,6 +12,13 @@
 //! body_hash (16 bytes) ++ u64_le(len(version_salt)) ++ version_salt`;
 //! the lengths make `("ab", "c")` and `("a", "bc")` different functions.
 //!
+//! A model with `#[cached(depends = [...])]` appends
+//! `b"otwrap.cache.depends" ++ depends_hash (16 bytes)` to that frame (see
+//! [`super::depends`]). A model without `depends` hashes exactly the frame
+//! above, so its keys are the ones it had before `depends` existed; and
+//! since the frame without it is fully length-delimited, the longer frame can
+//! never equal a shorter one.
+//!
 //! The prefix only has to tell apart the few versions of the few functions
 //! stored in one cache, so a 128-bit non-cryptographic hash is plenty. The
 //! input is kept verbatim rather than hashed, so two different inputs of the
@@ -30,6 +37,9 @@ pub const PREFIX_LEN: usize = 16;
 
 /// Tag hashed in front of every prefix frame; bump the `v1` to change the layout.
 const FRAME_TAG: &[u8] = b"otwrap.cache.key.v1";
+
+/// Tag in front of the dependency hash, for models that declare `depends`.
+const DEPENDS_TAG: &[u8] = b"otwrap.cache.depends";
 
 /// Hash of a function's body (its token stream at macro expansion time).
 ///
@@ -90,9 +100,37 @@ pub struct KeyPrefix([u8; PREFIX_LEN]);
 impl KeyPrefix {
     /// Derives the prefix of one function version.
     pub fn new(function_id: &str, body_hash: impl Into<BodyHash>, version_salt: &str) -> Self {
+        KeyPrefix::with_depends(function_id, body_hash, version_salt, None)
+    }
+
+    /// Derives the prefix of one function version that also depends on
+    /// files: `depends` is the hash of their contents
+    /// ([`hash_depends`](super::depends::hash_depends)). `None` gives
+    /// exactly [`KeyPrefix::new`].
+    ///
+    /// ```
+    /// use otwrap_runtime::cache::key::KeyPrefix;
+    ///
+    /// let plain = KeyPrefix::new("wall::solve", 7u64, "");
+    /// assert_eq!(plain, KeyPrefix::with_depends("wall::solve", 7u64, "", None));
+    /// assert_ne!(plain, KeyPrefix::with_depends("wall::solve", 7u64, "", Some([0; 16])));
+    /// ```
+    pub fn with_depends(
+        function_id: &str,
+        body_hash: impl Into<BodyHash>,
+        version_salt: &str,
+        depends: Option<[u8; 16]>,
+    ) -> Self {
         let body = body_hash.into().to_bytes();
         let mut frame = Vec::with_capacity(
-            FRAME_TAG.len() + 8 + function_id.len() + body.len() + 8 + version_salt.len(),
+            FRAME_TAG.len()
+                + 8
+                + function_id.len()
+                + body.len()
+                + 8
+                + version_salt.len()
+                + DEPENDS_TAG.len()
+                + 16,
         );
         frame.extend_from_slice(FRAME_TAG);
         frame.extend_from_slice(&(function_id.len() as u64).to_le_bytes());
@@ -100,6 +138,10 @@ impl KeyPrefix {
         frame.extend_from_slice(&body);
         frame.extend_from_slice(&(version_salt.len() as u64).to_le_bytes());
         frame.extend_from_slice(version_salt.as_bytes());
+        if let Some(depends) = depends {
+            frame.extend_from_slice(DEPENDS_TAG);
+            frame.extend_from_slice(&depends);
+        }
         KeyPrefix(xxhash_rust::xxh3::xxh3_128(&frame).to_le_bytes())
     }
 
@@ -217,6 +259,22 @@ mod tests {
 
     // Cross-checked with the Python `xxhash` package (xxh3_128_intdigest, little endian).
     const PINNED_PREFIX: &str = "6c3414d9c34e1df0ca0236cbc7613b5e";
+
+    #[test]
+    fn depends_prefix_layout_is_stable() {
+        let prefix = KeyPrefix::with_depends(
+            "beam::deflection",
+            0x0123_4567_89ab_cdef_u64,
+            "v1",
+            Some(*b"0123456789abcdef"),
+        );
+        assert_eq!(prefix.to_string(), PINNED_DEPENDS_PREFIX);
+        assert_ne!(prefix.to_string(), PINNED_PREFIX);
+    }
+
+    // The frame of PINNED_PREFIX with b"otwrap.cache.depends" ++ b"0123456789abcdef"
+    // appended; recorded from this implementation when `depends` was added.
+    const PINNED_DEPENDS_PREFIX: &str = "56a259f33c002b0602bc8cdc68e3e0ca";
 
     #[test]
     fn key_is_prefix_then_exact_input() {

@@ -1,7 +1,25 @@
-//! The result cache: keys (function id, body hash, version salt, input
-//! bytes), the stores that hold encoded results (sled on disk, or memory),
-//! and [`ModelCache`], the handle the batch engine and single calls use.
+//! The result cache: keys (function id, body hash, version salt, declared
+//! dependencies, input bytes), the stores that hold encoded results (sled on
+//! disk, or memory), and [`ModelCache`], the handle the batch engine and
+//! single calls use.
+//!
+//! What a key covers, and what it does not:
+//! - the function id (module path and name) and the body hash: the macro's
+//!   hash of the function's own tokens, signature and body (a `//` comment
+//!   or spacing does not change it);
+//! - the `version = "..."` salt;
+//! - the contents of the files and directories listed in `depends = [...]`,
+//!   read when the cache is opened ([`depends`]);
+//! - the exact bincode bytes of the input.
+//!
+//! Not covered, so editing them leaves old entries valid: helper functions
+//! the body calls, constants and statics it reads, the crates it uses, any
+//! file not listed in `depends` (the solver, its templates, files copied in
+//! by `#[temp_workdir(copy = [...])]`), the program found on `PATH`, and
+//! the environment. Nothing is hashed implicitly: list what the model reads
+//! in `depends`, or bump `version`.
 
+pub mod depends;
 pub mod key;
 pub mod store;
 
@@ -38,13 +56,19 @@ pub enum CacheLocation {
 pub struct CacheSpec {
     /// Where the entries are stored.
     pub location: CacheLocation,
-    /// A hash of the function's tokens taken at expansion time: editing the
-    /// function invalidates its entries.
+    /// A hash of the function's tokens (signature and body) taken at
+    /// expansion time: editing the function invalidates its entries. It does
+    /// not cover the helper functions it calls or the files it reads.
     pub body_hash: u64,
     /// The `version = "..."` salt, to invalidate by hand.
     pub version: &'static str,
     /// Also store failures (their message) and answer them from the cache.
     pub cache_errors: bool,
+    /// The files and directories of `depends = [...]`, whose contents enter
+    /// every key (relative paths are taken from the current directory when
+    /// the cache is opened). Empty: the keys are exactly those of a model
+    /// without `depends`.
+    pub depends: &'static [&'static str],
 }
 
 /// One cached point of model `M`: its input and its value or stored error.
@@ -94,8 +118,13 @@ impl ModelCache {
             .transpose()
     }
 
-    /// Opens the cache of the model with id `id`.
+    /// Opens the cache of the model with id `id`. With `depends`, hashes the
+    /// declared files first (a missing one is an error naming it).
     pub fn open(id: &str, spec: CacheSpec) -> Result<ModelCache, Error> {
+        let depends = match spec.depends {
+            [] => None,
+            paths => Some(depends::hash_depends(id, paths)?.to_bytes()),
+        };
         let store: Arc<dyn CacheStore> = match spec.location {
             CacheLocation::Memory => memory_store(id),
             // `.otwrap` and `.otwrap/cache` are otwrap's own: both are
@@ -106,9 +135,12 @@ impl ModelCache {
             },
             CacheLocation::Disk(dir) => disk_store(PathBuf::from(dir), 1)?,
         };
+        if let Some(dir) = store.location() {
+            depends::check_cache_outside(id, spec.depends, dir)?;
+        }
         Ok(ModelCache {
             store,
-            prefix: KeyPrefix::new(id, spec.body_hash, spec.version),
+            prefix: KeyPrefix::with_depends(id, spec.body_hash, spec.version, depends),
             spec,
         })
     }
@@ -285,6 +317,7 @@ mod tests {
                 body_hash: 1,
                 version: "",
                 cache_errors: false,
+                depends: &[],
             })
         }
     }
