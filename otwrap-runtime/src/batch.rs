@@ -38,7 +38,9 @@ pub struct Summary {
     pub wall_time: Duration,
     /// The backend that ran it.
     pub backend: String,
-    /// The number of workers.
+    /// The number of workers: threads (`serial`, `rayon`), worker processes
+    /// (`processes`), slots of the hosts (`ssh`), array tasks submitted
+    /// (`slurm`).
     pub workers: usize,
 }
 
@@ -54,7 +56,7 @@ impl fmt::Display for Summary {
         let secs = self.wall_time.as_secs_f64();
         write!(
             f,
-            "{} points: {} succeeded, {} failed ({} not run); {} evaluated, {} from cache; {:.3} s on {} with {} worker{}",
+            "{} points: {} succeeded, {} failed ({} not run); {} evaluated, {} from cache; {:.3} s on {} with {} {}{}",
             self.total,
             self.succeeded(),
             self.failed,
@@ -64,6 +66,11 @@ impl fmt::Display for Summary {
             secs,
             self.backend,
             self.workers,
+            match self.backend.as_str() {
+                "ssh" => "slot",
+                "slurm" => "array task",
+                _ => "worker",
+            },
             if self.workers == 1 { "" } else { "s" }
         )?;
         if self.evaluated > 0 && secs > 0.0 {

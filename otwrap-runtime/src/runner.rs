@@ -409,11 +409,13 @@ impl<M: Model> Runner<M> {
                 todo
             }
         };
+        let used = std::sync::atomic::AtomicUsize::new(0);
         let job = Job::<M> {
             inputs,
             todo: &todo,
             settings,
             cancel: &cancel,
+            used: &used,
         };
         let mut evaluated = 0;
         let mut store_failures = 0;
@@ -509,7 +511,10 @@ impl<M: Model> Runner<M> {
             cache_store_failures: store_failures,
             wall_time: tracker.start.elapsed(),
             backend: settings.backend.name().to_string(),
-            workers: settings.workers,
+            workers: match used.into_inner() {
+                0 => settings.workers,
+                used => used,
+            },
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Backends: where the evaluations of a batch run. Each one is a file behind
 //! the [`Executor`] trait; the batch engine (`runner.rs`) is the same for all.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::{Backend, Settings};
 use crate::error::{Error, Location, PointFailure};
@@ -29,6 +29,10 @@ pub(crate) struct Job<'a, M: Model> {
     /// Set by the engine to stop starting new points (fail-fast, a dropped
     /// stream); points already running finish and are reported.
     pub(crate) cancel: &'a AtomicBool,
+    /// Set by backends whose parallelism is not `workers`: the slots of the
+    /// SSH hosts, the array tasks submitted to SLURM, the worker processes
+    /// started. 0 means `workers`.
+    pub(crate) used: &'a AtomicUsize,
 }
 
 impl<M: Model> Job<'_, M> {

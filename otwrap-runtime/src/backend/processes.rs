@@ -58,6 +58,7 @@ impl<M: Model> Executor<M> for Processes {
             message,
         })?;
         let slots = job.settings.workers.min(job.todo.len());
+        job.used.store(slots, Ordering::Relaxed);
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::channel::<Event<M::Output>>();
         std::thread::scope(|scope| {

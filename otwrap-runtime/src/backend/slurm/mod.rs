@@ -296,6 +296,9 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
     fn dry_run(&mut self) -> Error {
         let points: Vec<usize> = self.job.todo.to_vec();
         let tasks = self.plan_tasks(&points);
+        self.job
+            .used
+            .fetch_add(tasks.len(), std::sync::atomic::Ordering::Relaxed);
         let seq = 0;
         let spec = self.script_spec(seq, tasks.len().min(SAFE_ARRAY_SIZE) as u32);
         match script::render(&spec) {

@@ -124,6 +124,7 @@ impl<M: Model> Executor<M> for Ssh {
                 .unwrap_or_else(|| ".cache/otwrap/workers".to_string()),
         };
         let slots: usize = hosts.iter().map(|h| h.spec.slots).sum();
+        job.used.store(slots, std::sync::atomic::Ordering::Relaxed);
         let queue = Queue::new(job.todo, job.inputs.len(), slots);
         let (tx, rx) = mpsc::channel::<Msg<M::Output>>();
         let mut outcome = Ok(());
