@@ -198,6 +198,68 @@ pub enum SampleError {
         supported: u32,
     },
 
+    /// A batch cannot become a sample: its model's inputs or outputs are
+    /// not numbers.
+    #[error(
+        "cannot turn the {part}s of {model} into sample columns (point {point}): {reason}; \
+         Batch::to_sample takes models whose inputs and outputs are numbers, arrays, tuples or \
+         structs of numbers: build the Sample with Sample::push for the others"
+    )]
+    NotNumbers {
+        /// The model's name.
+        model: String,
+        /// `"input"` or `"output"`.
+        part: &'static str,
+        /// The 0-based index of the point whose value could not be read.
+        point: usize,
+        /// What is not a number.
+        reason: String,
+    },
+
+    /// The points of a batch do not all have the same number of values.
+    #[error(
+        "point {point} of {model} has {found} {part} numbers but point {first} has {expected}; \
+         a sample needs one column per number, so vectors must keep one length across the batch"
+    )]
+    RaggedPoint {
+        /// The model's name.
+        model: String,
+        /// `"input"` or `"output"`.
+        part: &'static str,
+        /// The point that gave the columns.
+        first: usize,
+        /// Its number of values.
+        expected: usize,
+        /// The 0-based index of the offending point.
+        point: usize,
+        /// Its number of values.
+        found: usize,
+    },
+
+    /// The inputs given do not match the batch.
+    #[error(
+        "{inputs} inputs were given for a batch of {points} points; \
+         pass the inputs the batch was run on, in the same order"
+    )]
+    BatchLength {
+        /// Number of inputs given.
+        inputs: usize,
+        /// Number of points in the batch.
+        points: usize,
+    },
+
+    /// Every point failed and the output type does not tell its columns.
+    #[error(
+        "every point of {model} failed, and its output type has no fixed shape ({reason}), \
+         so its output columns are unknown; look at the batch's errors"
+    )]
+    UnknownOutputColumns {
+        /// The model's name.
+        model: String,
+        /// Why the type has no fixed shape.
+        reason: String,
+    },
+
     /// The dump is truncated or its content is damaged.
     #[error("{file} is truncated or corrupt ({detail}); re-create it with Sample::dump")]
     CorruptDump {
@@ -834,6 +896,149 @@ fn quoted_list(names: &[String]) -> String {
         out.push_str("none");
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// From a batch
+// ---------------------------------------------------------------------------
+
+impl Sample {
+    /// The inputs and results of a batch of model `M` as one sample: the
+    /// input columns, then the output columns; a failed point's outputs are
+    /// NaN. For models whose inputs and outputs are numbers (a number,
+    /// arrays, tuples and structs of numbers, vectors of one length).
+    ///
+    /// Input columns are named from the parameters (`x` for a number,
+    /// `x0, x1, ...` for an array `x`, the field names of a struct), output
+    /// columns from the output: `y` for a number, `y0, y1, ...` for an array
+    /// or a tuple, the field names of a struct. See
+    /// [`to_named_row`](crate::flat::to_named_row).
+    ///
+    /// Same as [`Batch::to_sample`](crate::Batch::to_sample).
+    pub fn from_batch<M: crate::Model>(
+        inputs: &[M::Input],
+        batch: &crate::Batch<M::Output>,
+    ) -> Result<Sample, SampleError> {
+        use crate::flat::{to_named_row, zero_value, NamedRow};
+        let results = batch.results();
+        if inputs.len() != results.len() {
+            return Err(SampleError::BatchLength {
+                inputs: inputs.len(),
+                points: results.len(),
+            });
+        }
+        let not_numbers = |part, point, e: crate::flat::FlatError| SampleError::NotNumbers {
+            model: M::NAME.to_owned(),
+            part,
+            point,
+            reason: e.to_string(),
+        };
+        let input_row = |point: usize| {
+            to_named_row(&inputs[point], "x", M::PARAMETER_NAMES)
+                .map_err(|e| not_numbers("input", point, e))
+        };
+        let output_row = |point: usize, value: &M::Output| {
+            to_named_row(value, "y", &[]).map_err(|e| not_numbers("output", point, e))
+        };
+        // The output columns: from the first point that succeeded, else
+        // from the type alone.
+        let output_names = match results.iter().position(Result::is_ok) {
+            Some(point) => match &results[point] {
+                Ok(value) => output_row(point, value)?.names,
+                Err(_) => Vec::new(),
+            },
+            None => {
+                let zero: M::Output =
+                    zero_value().map_err(|e| SampleError::UnknownOutputColumns {
+                        model: M::NAME.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                to_named_row(&zero, "y", &[])
+                    .map_err(|e| not_numbers("output", 0, e))?
+                    .names
+            }
+        };
+        let ragged = |part, first, expected, point, found| SampleError::RaggedPoint {
+            model: M::NAME.to_owned(),
+            part,
+            first,
+            expected,
+            point,
+            found,
+        };
+        let mut sample: Option<Sample> = None;
+        let first_output = results.iter().position(Result::is_ok).unwrap_or(0);
+        for (point, result) in results.iter().enumerate() {
+            let NamedRow { names, mut values } = input_row(point)?;
+            let sample = sample.get_or_insert_with(|| {
+                let mut all = names.clone();
+                all.extend(output_names.iter().cloned());
+                let mut sample = Sample::new(qualified_if_repeated(all));
+                sample.reserve(results.len());
+                sample
+            });
+            let inputs_width = sample.dimension() - output_names.len();
+            if values.len() != inputs_width {
+                return Err(ragged("input", 0, inputs_width, point, values.len()));
+            }
+            match result {
+                Ok(value) => {
+                    let outputs = output_row(point, value)?.values;
+                    if outputs.len() != output_names.len() {
+                        return Err(ragged(
+                            "output",
+                            first_output,
+                            output_names.len(),
+                            point,
+                            outputs.len(),
+                        ));
+                    }
+                    values.extend(outputs);
+                }
+                Err(_) => values.extend(std::iter::repeat_n(f64::NAN, output_names.len())),
+            }
+            sample.push(&values)?;
+        }
+        Ok(sample.unwrap_or_else(|| {
+            let mut names = Vec::new();
+            if let Ok(zero) = zero_value::<M::Input>() {
+                if let Ok(row) = to_named_row(&zero, "x", M::PARAMETER_NAMES) {
+                    names = row.names;
+                }
+            }
+            names.extend(output_names);
+            Sample::new(qualified_if_repeated(names))
+        }))
+    }
+}
+
+/// Column names made unique: a repeated name (two struct parameters with a
+/// field of the same name, a parameter named like an output) gets its
+/// column number appended.
+fn qualified_if_repeated(names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for name in &names {
+        *seen.entry(name.as_str()).or_default() += 1;
+    }
+    if seen.values().all(|&n| n == 1) {
+        return names;
+    }
+    let repeated: std::collections::HashSet<String> = seen
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            if repeated.contains(&name) {
+                format!("{name}#{j}")
+            } else {
+                name
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -2690,6 +2895,178 @@ mod tests {
         assert!(
             message.starts_with("CSV input line 5: expected 2 fields, found 3"),
             "{message}"
+        );
+    }
+
+    // ----- from a batch -------------------------------------------------------
+
+    mod models {
+        use crate::{EvalContext, Failed, Model, Options};
+
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct Response {
+            pub deviation: f64,
+            pub stress: [f64; 2],
+        }
+
+        macro_rules! model {
+            ($name:ident, $input:ty, $output:ty, $params:expr) => {
+                pub struct $name;
+                impl Model for $name {
+                    type Input = $input;
+                    type Output = $output;
+                    const ID: &'static str = concat!("sample::tests::", stringify!($name));
+                    const NAME: &'static str = stringify!($name);
+                    const PARAMETER_NAMES: &'static [&'static str] = $params;
+                    fn attribute_options() -> Options {
+                        Options::default()
+                    }
+                    fn evaluate(_: &$input, _: &EvalContext) -> Result<$output, Failed> {
+                        Err(crate::PointFailure::Model {
+                            message: "not evaluated in these tests".into(),
+                        }
+                        .into())
+                    }
+                }
+            };
+        }
+        model!(Beam, (f64, [f64; 2]), Response, &["load", "x"]);
+        model!(Scalar, f64, f64, &["load"]);
+        model!(Pair, [f64; 2], (f64, f64), &[]);
+        model!(Vector, f64, Vec<f64>, &[]);
+        model!(Text, f64, String, &["load"]);
+    }
+
+    fn failed(index: usize) -> crate::PointError {
+        crate::PointError::new(
+            index,
+            String::new(),
+            crate::PointFailure::Model {
+                message: "solver diverged".into(),
+            },
+            crate::Location::default(),
+        )
+    }
+
+    fn batch_of<T>(results: Vec<Result<T, crate::PointError>>) -> crate::Batch<T> {
+        crate::Batch::from_parts(results, crate::Summary::default())
+    }
+
+    #[test]
+    fn a_batch_becomes_inputs_then_outputs_with_nan_where_a_point_failed() {
+        use models::{Beam, Response};
+        let inputs = vec![(1.0, [2.0, 3.0]), (4.0, [5.0, 6.0]), (7.0, [8.0, 9.0])];
+        let batch = batch_of(vec![
+            Ok(Response {
+                deviation: 0.5,
+                stress: [10.0, 11.0],
+            }),
+            Err(failed(1)),
+            Ok(Response {
+                deviation: 0.7,
+                stress: [12.0, 13.0],
+            }),
+        ]);
+        let s = batch.to_sample::<Beam>(&inputs).unwrap();
+        assert_eq!(
+            s.names(),
+            &["load", "x0", "x1", "deviation", "stress0", "stress1"]
+        );
+        assert_eq!(s.row(0), &[1.0, 2.0, 3.0, 0.5, 10.0, 11.0]);
+        assert_eq!(s.row(1)[..3], [4.0, 5.0, 6.0]);
+        assert!(s.row(1)[3..].iter().all(|v| v.is_nan()));
+        assert_eq!(s.row(2), &[7.0, 8.0, 9.0, 0.7, 12.0, 13.0]);
+        // Through a ';' file and back, NaN included.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.csv");
+        s.write_csv_with(&path, CsvOptions::default().with_separator(';'))
+            .unwrap();
+        assert!(same_bits(&Sample::read_csv(&path).unwrap(), &s));
+    }
+
+    #[test]
+    fn a_batch_of_numbers_names_y_and_y_i() {
+        let s = batch_of(vec![Ok(2.0), Err(failed(1))])
+            .to_sample::<models::Scalar>(&[1.0, 3.0])
+            .unwrap();
+        assert_eq!(s.names(), &["load", "y"]);
+        assert_eq!(s.row(0), &[1.0, 2.0]);
+        assert!(s.row(1)[1].is_nan());
+        let s = batch_of(vec![Ok((1.0, 2.0))])
+            .to_sample::<models::Pair>(&[[5.0, 6.0]])
+            .unwrap();
+        assert_eq!(s.names(), &["x0", "x1", "y0", "y1"]);
+        assert_eq!(s.row(0), &[5.0, 6.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_batch_where_every_point_failed_takes_its_columns_from_the_type() {
+        let s = batch_of::<models::Response>(vec![Err(failed(0))])
+            .to_sample::<models::Beam>(&[(1.0, [2.0, 3.0])])
+            .unwrap();
+        assert_eq!(s.dimension(), 6);
+        assert_eq!(s.names()[3], "deviation");
+        assert!(s.row(0)[3..].iter().all(|v| v.is_nan()));
+        let e = batch_of::<Vec<f64>>(vec![Err(failed(0))])
+            .to_sample::<models::Vector>(&[1.0])
+            .unwrap_err();
+        assert!(
+            matches!(&e, SampleError::UnknownOutputColumns { model, .. } if model == "Vector"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no fixed length"), "{e}");
+        // Vectors of one length are columns; of another, an error naming the point.
+        let e = batch_of(vec![Ok(vec![1.0, 2.0]), Ok(vec![3.0])])
+            .to_sample::<models::Vector>(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SampleError::RaggedPoint {
+                    part: "output",
+                    point: 1,
+                    expected: 2,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_text_is_a_typed_error() {
+        let e = batch_of(vec![Err(failed(0)), Ok("ok".to_string())])
+            .to_sample::<models::Text>(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                SampleError::NotNumbers {
+                    part: "output",
+                    point: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.starts_with("cannot turn the outputs of Text into sample columns (point 1): a string cannot be written as numbers"),
+            "{message}"
+        );
+        let e = batch_of(vec![Ok(1.0)])
+            .to_sample::<models::Scalar>(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SampleError::BatchLength {
+                    inputs: 2,
+                    points: 1
+                }
+            ),
+            "{e}"
         );
     }
 
