@@ -189,6 +189,7 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
             }
         })
         .collect();
+    let parameter_names = inputs.iter().map(|p| p.name.as_str());
     let input_checks = inputs.iter().map(|p| {
         let ty = &p.ty;
         quote_spanned!(ty.span()=> #rt::assert_input::<#ty>();)
@@ -332,6 +333,7 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
             type Output = #output_ty;
             const ID: &'static str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name));
             const NAME: &'static str = ::core::stringify!(#name);
+            const PARAMETER_NAMES: &'static [&'static str] = &[#(#parameter_names),*];
 
             fn attribute_options() -> #rt::Options {
                 #options

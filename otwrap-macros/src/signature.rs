@@ -3,6 +3,7 @@
 //! return type is a `Result`. Rejects what cannot be a model, with spans.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, PathArguments, ReturnType, Type};
 
@@ -12,6 +13,8 @@ pub(crate) struct InputParam {
     pub(crate) ty: Type,
     /// `true` for `&T` parameters (passed by reference, not cloned).
     pub(crate) by_ref: bool,
+    /// The parameter's name (empty for a pattern such as `(a, b): (f64, f64)`).
+    pub(crate) name: String,
 }
 
 /// The parameter that receives the work directory.
@@ -111,7 +114,12 @@ pub(crate) fn analyse(item: &ItemFn) -> syn::Result<Signature> {
             continue;
         }
         match input_param(&pat.ty) {
-            Ok(p) => params.push(Some(p)),
+            Ok(mut p) => {
+                if let syn::Pat::Ident(ident) = &*pat.pat {
+                    p.name = ident.ident.unraw().to_string();
+                }
+                params.push(Some(p))
+            }
             Err(e) => push(&mut errors, e),
         }
     }
@@ -157,12 +165,14 @@ fn input_param(ty: &Type) -> syn::Result<InputParam> {
                 elem => Ok(InputParam {
                     ty: elem.clone(),
                     by_ref: true,
+                    name: String::new(),
                 }),
             }
         }
         _ => Ok(InputParam {
             ty: ty.clone(),
             by_ref: false,
+            name: String::new(),
         }),
     }
 }

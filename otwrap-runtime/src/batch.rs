@@ -153,6 +153,48 @@ impl<T> Batch<T> {
         self.results.iter().cloned().collect()
     }
 
+    /// The inputs and results as one [`Sample`](crate::Sample): input
+    /// columns then output columns, NaN in the outputs of failed points; for
+    /// models whose inputs and outputs are numbers (see
+    /// [`Sample::from_batch`](crate::Sample::from_batch)). `inputs` are
+    /// those the batch was run on.
+    ///
+    /// ```
+    /// use otwrap_runtime::{EvalContext, Failed, Model, Options, PointFailure, Runner};
+    ///
+    /// struct Beam;
+    /// impl Model for Beam {
+    ///     type Input = (f64, [f64; 2]);
+    ///     type Output = [f64; 2];
+    ///     const ID: &'static str = "doc::beam";
+    ///     const NAME: &'static str = "beam";
+    ///     const PARAMETER_NAMES: &'static [&'static str] = &["load", "x"];
+    ///     fn attribute_options() -> Options {
+    ///         Options::default()
+    ///     }
+    ///     fn evaluate(&(load, x): &Self::Input, _: &EvalContext) -> Result<[f64; 2], Failed> {
+    ///         if load < 0.0 {
+    ///             return Err(PointFailure::Model { message: "negative load".into() }.into());
+    ///         }
+    ///         Ok([load * x[0], load * x[1]])
+    ///     }
+    /// }
+    ///
+    /// let inputs = [(2.0, [1.0, 3.0]), (-1.0, [1.0, 1.0])];
+    /// let batch = Runner::<Beam>::new().map(&inputs)?;
+    /// let sample = batch.to_sample::<Beam>(&inputs)?;
+    /// assert_eq!(sample.names(), &["load", "x0", "x1", "y0", "y1"]);
+    /// assert_eq!(sample.row(0), &[2.0, 1.0, 3.0, 2.0, 6.0]);
+    /// assert!(sample.row(1)[3].is_nan() && sample.row(1)[4].is_nan());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_sample<M: crate::Model<Output = T>>(
+        &self,
+        inputs: &[M::Input],
+    ) -> Result<crate::Sample, crate::sample::SampleError> {
+        crate::Sample::from_batch::<M>(inputs, self)
+    }
+
     /// All values, or the error of the first failed point, without cloning.
     pub fn into_values(self) -> Result<Vec<T>, PointError> {
         self.results.into_iter().collect()

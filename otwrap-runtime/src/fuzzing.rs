@@ -64,19 +64,22 @@ pub fn task_record_payload(bytes: &[u8]) -> bool {
     decoded
 }
 
-/// Reads `bytes` as a CSV sample with the separator and header mode chosen
-/// by the first byte; returns the number of values read.
+/// Reads `bytes` as a CSV sample with the separator (or its detection) and
+/// header mode chosen by the first byte; returns the number of values read.
 pub fn csv(bytes: &[u8]) -> usize {
     use crate::sample::{CsvOptions, HeaderMode, Sample};
     let (choice, text) = bytes.split_first().unwrap_or((&0, &[]));
-    let separator = [',', ';', '\t', ' '][usize::from(choice & 3)];
+    // The high bit leaves the separator to detection.
+    let separator = (choice & 0x80 == 0).then(|| [',', ';', '\t', ' '][usize::from(choice & 3)]);
     let header =
         [HeaderMode::Auto, HeaderMode::Present, HeaderMode::Absent][usize::from((choice >> 2) % 3)];
     let comment = if choice & 0x40 == 0 { Some('#') } else { None };
-    let options = CsvOptions::default()
-        .with_separator(separator)
-        .with_header(header)
-        .with_comment(comment);
+    let options = CsvOptions {
+        separator,
+        ..CsvOptions::default()
+    }
+    .with_header(header)
+    .with_comment(comment);
     match Sample::read_csv_from(text, options) {
         Ok(sample) => {
             // What was read writes back and reads back the same.

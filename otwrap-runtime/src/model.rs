@@ -51,6 +51,10 @@ pub trait Model: Send + Sync + 'static {
     const ID: &'static str;
     /// The function's name, for messages and logs.
     const NAME: &'static str;
+    /// The names of the function's input parameters, in order (an empty
+    /// name, or an empty list, when unknown): the input columns of
+    /// [`Batch::to_sample`](crate::Batch::to_sample).
+    const PARAMETER_NAMES: &'static [&'static str] = &[];
     /// The options written in the attributes: the defaults that the
     /// configuration file, the environment and the [`Runner`](crate::Runner)
     /// override.

@@ -500,7 +500,7 @@ impl<M: Model> Runner<M> {
             books.accept(index, Err(error));
             books.tracker.not_run += 1;
         }
-        books.bar.finish();
+        books.bar.finish(&books.tracker);
         let tracker = books.tracker;
         Ok(Summary {
             total,
@@ -681,7 +681,7 @@ impl<T> Books<'_, T> {
                 self.cancel.store(true, Ordering::Relaxed);
             }
         }
-        self.bar.advance(failed);
+        self.bar.advance(&self.tracker);
         if let Some(callback) = self.on_progress.as_mut() {
             callback(&self.tracker.snapshot());
         }

@@ -12,6 +12,7 @@
 //! crash leaves either the old file or the new one, never half of one.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -165,8 +166,8 @@ pub enum SampleError {
 
     /// The CSV separator cannot be told apart from the data.
     #[error(
-        "{separator:?} cannot be used as a CSV separator because it can be part of a number \
-         or a quoted name; use ',', ';', '\\t' or ' '"
+        "{separator:?} cannot be used as a CSV separator because it is not ASCII, or it can be part \
+         of a number or a quoted name; use ',', ';', '\\t' or ' '"
     )]
     InvalidSeparator {
         /// The rejected separator.
@@ -195,6 +196,68 @@ pub enum SampleError {
         found: u32,
         /// Version this build reads.
         supported: u32,
+    },
+
+    /// A batch cannot become a sample: its model's inputs or outputs are
+    /// not numbers.
+    #[error(
+        "cannot turn the {part}s of {model} into sample columns (point {point}): {reason}; \
+         Batch::to_sample takes models whose inputs and outputs are numbers, arrays, tuples or \
+         structs of numbers: build the Sample with Sample::push for the others"
+    )]
+    NotNumbers {
+        /// The model's name.
+        model: String,
+        /// `"input"` or `"output"`.
+        part: &'static str,
+        /// The 0-based index of the point whose value could not be read.
+        point: usize,
+        /// What is not a number.
+        reason: String,
+    },
+
+    /// The points of a batch do not all have the same number of values.
+    #[error(
+        "point {point} of {model} has {found} {part} numbers but point {first} has {expected}; \
+         a sample needs one column per number, so vectors must keep one length across the batch"
+    )]
+    RaggedPoint {
+        /// The model's name.
+        model: String,
+        /// `"input"` or `"output"`.
+        part: &'static str,
+        /// The point that gave the columns.
+        first: usize,
+        /// Its number of values.
+        expected: usize,
+        /// The 0-based index of the offending point.
+        point: usize,
+        /// Its number of values.
+        found: usize,
+    },
+
+    /// The inputs given do not match the batch.
+    #[error(
+        "{inputs} inputs were given for a batch of {points} points; \
+         pass the inputs the batch was run on, in the same order"
+    )]
+    BatchLength {
+        /// Number of inputs given.
+        inputs: usize,
+        /// Number of points in the batch.
+        points: usize,
+    },
+
+    /// Every point failed and the output type does not tell its columns.
+    #[error(
+        "every point of {model} failed, and its output type has no fixed shape ({reason}), \
+         so its output columns are unknown; look at the batch's errors"
+    )]
+    UnknownOutputColumns {
+        /// The model's name.
+        model: String,
+        /// Why the type has no fixed shape.
+        reason: String,
     },
 
     /// The dump is truncated or its content is damaged.
@@ -227,14 +290,16 @@ pub enum HeaderMode {
 /// use otwrap_runtime::sample::{CsvOptions, HeaderMode};
 ///
 /// let options = CsvOptions::default().with_separator(';');
-/// assert_eq!(options.separator, ';');
+/// assert_eq!(options.separator, Some(';'));
 /// assert_eq!(options.header, HeaderMode::Auto);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CsvOptions {
-    /// Field separator, `,` by default (OpenTURNS' own default is `;`).
-    /// A space `' '` means "any run of spaces and tabs" when reading.
-    pub separator: char,
+    /// Field separator. `None` (the default): reading detects `;`
+    /// (OpenTURNS' `exportToCSVFile` default), a tab, `,` or runs of blanks
+    /// from the first line, and writing uses `,`. A space `' '` means "any
+    /// run of spaces and tabs" when reading. Only ASCII separators.
+    pub separator: Option<char>,
     /// Whether the first line holds the column names.
     pub header: HeaderMode,
     /// Reading: lines whose first non-blank character is this one are
@@ -245,7 +310,7 @@ pub struct CsvOptions {
 impl Default for CsvOptions {
     fn default() -> Self {
         CsvOptions {
-            separator: ',',
+            separator: None,
             header: HeaderMode::Auto,
             comment: Some('#'),
         }
@@ -253,9 +318,12 @@ impl Default for CsvOptions {
 }
 
 impl CsvOptions {
-    /// These options with another field separator.
+    /// These options with this field separator (no detection when reading).
     pub fn with_separator(self, separator: char) -> Self {
-        CsvOptions { separator, ..self }
+        CsvOptions {
+            separator: Some(separator),
+            ..self
+        }
     }
 
     /// These options with another header mode.
@@ -269,7 +337,9 @@ impl CsvOptions {
     }
 
     fn check(&self) -> Result<(), SampleError> {
-        let s = self.separator;
+        let Some(s) = self.separator else {
+            return Ok(());
+        };
         if s == '"'
             || s == '\n'
             || s == '\r'
@@ -277,6 +347,7 @@ impl CsvOptions {
             || s == '+'
             || s == '-'
             || s.is_alphanumeric()
+            || !s.is_ascii()
         {
             return Err(SampleError::InvalidSeparator { separator: s });
         }
@@ -828,6 +899,149 @@ fn quoted_list(names: &[String]) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// From a batch
+// ---------------------------------------------------------------------------
+
+impl Sample {
+    /// The inputs and results of a batch of model `M` as one sample: the
+    /// input columns, then the output columns; a failed point's outputs are
+    /// NaN. For models whose inputs and outputs are numbers (a number,
+    /// arrays, tuples and structs of numbers, vectors of one length).
+    ///
+    /// Input columns are named from the parameters (`x` for a number,
+    /// `x0, x1, ...` for an array `x`, the field names of a struct), output
+    /// columns from the output: `y` for a number, `y0, y1, ...` for an array
+    /// or a tuple, the field names of a struct. See
+    /// [`to_named_row`](crate::flat::to_named_row).
+    ///
+    /// Same as [`Batch::to_sample`](crate::Batch::to_sample).
+    pub fn from_batch<M: crate::Model>(
+        inputs: &[M::Input],
+        batch: &crate::Batch<M::Output>,
+    ) -> Result<Sample, SampleError> {
+        use crate::flat::{to_named_row, zero_value, NamedRow};
+        let results = batch.results();
+        if inputs.len() != results.len() {
+            return Err(SampleError::BatchLength {
+                inputs: inputs.len(),
+                points: results.len(),
+            });
+        }
+        let not_numbers = |part, point, e: crate::flat::FlatError| SampleError::NotNumbers {
+            model: M::NAME.to_owned(),
+            part,
+            point,
+            reason: e.to_string(),
+        };
+        let input_row = |point: usize| {
+            to_named_row(&inputs[point], "x", M::PARAMETER_NAMES)
+                .map_err(|e| not_numbers("input", point, e))
+        };
+        let output_row = |point: usize, value: &M::Output| {
+            to_named_row(value, "y", &[]).map_err(|e| not_numbers("output", point, e))
+        };
+        // The output columns: from the first point that succeeded, else
+        // from the type alone.
+        let output_names = match results.iter().position(Result::is_ok) {
+            Some(point) => match &results[point] {
+                Ok(value) => output_row(point, value)?.names,
+                Err(_) => Vec::new(),
+            },
+            None => {
+                let zero: M::Output =
+                    zero_value().map_err(|e| SampleError::UnknownOutputColumns {
+                        model: M::NAME.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                to_named_row(&zero, "y", &[])
+                    .map_err(|e| not_numbers("output", 0, e))?
+                    .names
+            }
+        };
+        let ragged = |part, first, expected, point, found| SampleError::RaggedPoint {
+            model: M::NAME.to_owned(),
+            part,
+            first,
+            expected,
+            point,
+            found,
+        };
+        let mut sample: Option<Sample> = None;
+        let first_output = results.iter().position(Result::is_ok).unwrap_or(0);
+        for (point, result) in results.iter().enumerate() {
+            let NamedRow { names, mut values } = input_row(point)?;
+            let sample = sample.get_or_insert_with(|| {
+                let mut all = names.clone();
+                all.extend(output_names.iter().cloned());
+                let mut sample = Sample::new(qualified_if_repeated(all));
+                sample.reserve(results.len());
+                sample
+            });
+            let inputs_width = sample.dimension() - output_names.len();
+            if values.len() != inputs_width {
+                return Err(ragged("input", 0, inputs_width, point, values.len()));
+            }
+            match result {
+                Ok(value) => {
+                    let outputs = output_row(point, value)?.values;
+                    if outputs.len() != output_names.len() {
+                        return Err(ragged(
+                            "output",
+                            first_output,
+                            output_names.len(),
+                            point,
+                            outputs.len(),
+                        ));
+                    }
+                    values.extend(outputs);
+                }
+                Err(_) => values.extend(std::iter::repeat_n(f64::NAN, output_names.len())),
+            }
+            sample.push(&values)?;
+        }
+        Ok(sample.unwrap_or_else(|| {
+            let mut names = Vec::new();
+            if let Ok(zero) = zero_value::<M::Input>() {
+                if let Ok(row) = to_named_row(&zero, "x", M::PARAMETER_NAMES) {
+                    names = row.names;
+                }
+            }
+            names.extend(output_names);
+            Sample::new(qualified_if_repeated(names))
+        }))
+    }
+}
+
+/// Column names made unique: a repeated name (two struct parameters with a
+/// field of the same name, a parameter named like an output) gets its
+/// column number appended.
+fn qualified_if_repeated(names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for name in &names {
+        *seen.entry(name.as_str()).or_default() += 1;
+    }
+    if seen.values().all(|&n| n == 1) {
+        return names;
+    }
+    let repeated: std::collections::HashSet<String> = seen
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            if repeated.contains(&name) {
+                format!("{name}#{j}")
+            } else {
+                name
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
 // CSV
 // ---------------------------------------------------------------------------
 
@@ -837,19 +1051,26 @@ const CSV_INPUT: &str = "CSV input";
 const CSV_OUTPUT: &str = "CSV output";
 
 impl Sample {
-    /// Reads a CSV file with the default options (separator `,`, header
+    /// Reads a CSV file with the default options (separator detected, header
     /// detected, `#` comments), like OpenTURNS' `Sample.ImportFromCSVFile`.
+    ///
+    /// The separator is read from the first line (the header, or the first
+    /// line of numbers): `;` (what OpenTURNS' `exportToCSVFile` writes by
+    /// default), else a tab, else `,`, else runs of spaces; a file of one
+    /// column needs none. Numbers with a decimal comma (`1,5`) are refused
+    /// with a message saying to export with `.` as decimal separator.
     ///
     /// Accepted: a header of quoted or unquoted names or none (columns are
     /// then `X0, X1, ...`), `\n` or `\r\n` line ends, blank lines, numbers
     /// such as `1.5`, `2`, `1.5000000000000000e+00`, `nan`, `NaN`, `inf`,
-    /// `-Inf`, `infinity`, optionally quoted.
+    /// `-Inf`, `infinity`, optionally quoted. Errors name the file and the
+    /// 1-based line.
     ///
     /// ```
     /// use otwrap_runtime::sample::Sample;
     ///
     /// let path = std::env::temp_dir().join(format!("doc-read-csv-{}.csv", std::process::id()));
-    /// std::fs::write(&path, "\"Load\",\"Length\"\n3e4,250\n3.1e4,260\n")?;
+    /// std::fs::write(&path, "\"Load\";\"Length\"\n3e4;250\n3.1e4;260\n")?;
     /// let doe = Sample::read_csv(&path)?;
     /// assert_eq!(doe.names(), &["Load", "Length"]);
     /// assert_eq!(doe.row(1), &[3.1e4, 260.0]);
@@ -860,7 +1081,8 @@ impl Sample {
         Sample::read_csv_with(path, CsvOptions::default())
     }
 
-    /// Reads a CSV file with these options.
+    /// Reads a CSV file with these options (an explicit separator is used
+    /// as given, without detection).
     ///
     /// ```
     /// use otwrap_runtime::sample::{CsvOptions, Sample};
@@ -970,7 +1192,11 @@ fn write_csv_unchecked(
     options: CsvOptions,
 ) -> io::Result<()> {
     let mut sep_buf = [0u8; 4];
-    let sep = options.separator.encode_utf8(&mut sep_buf).as_bytes();
+    let sep = options
+        .separator
+        .unwrap_or(',')
+        .encode_utf8(&mut sep_buf)
+        .as_bytes();
     if options.header != HeaderMode::Absent {
         for (j, name) in sample.names.iter().enumerate() {
             if j > 0 {
@@ -1018,113 +1244,162 @@ fn push_round_trip(out: &mut String, value: f64) {
     }
 }
 
-/// One field of a CSV line.
-struct Field<'a> {
-    text: Cow<'a, str>,
-    quoted: bool,
+/// Whether `b` is a blank around fields: spaces and tabs, except the
+/// separator itself (a tab-separated file keeps its tabs as separators).
+/// In whitespace mode (`separator == b' '`) blanks are the separator.
+fn is_blank_for(b: u8, separator: u8) -> bool {
+    (b == b' ' || b == b'\t') && (separator == b' ' || b != separator)
 }
 
-/// Splits one line into fields. A space separator means runs of blanks;
-/// any other separator splits exactly, blanks around fields are dropped.
-struct Fields<'a> {
-    rest: Option<&'a str>,
-    separator: char,
-}
-
-impl<'a> Fields<'a> {
-    fn new(line: &'a str, separator: char) -> Self {
-        let rest = if separator == ' ' {
-            Some(line.trim_matches(is_blank))
-        } else {
-            Some(line)
-        };
-        Fields { rest, separator }
-    }
-
-    /// Blanks around fields; in whitespace mode they are the separator.
-    fn blank(&self, c: char) -> bool {
-        is_blank(c) && (self.separator == ' ' || c != self.separator)
-    }
-}
-
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<Field<'a>, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let whitespace_mode = self.separator == ' ';
-        let rest = self.rest.take()?;
-        let rest = rest.trim_start_matches(|c| self.blank(c));
-        if whitespace_mode && rest.is_empty() {
-            return None;
+/// Rewrites one content line for the csv crate: blanks around fields are
+/// dropped (outside quotes), runs of blanks become one separator in
+/// whitespace mode, quoted fields are copied as written (the csv crate
+/// unescapes them). Records in `quoted` whether each field was quoted.
+///
+/// The quoting is checked here because the csv crate is lenient by design:
+/// it reads `"a"x` as `ax` and an unclosed quote as running to the end of
+/// the file, where a design of experiments wants the line named.
+fn canonical_line(
+    line: &str,
+    separator: u8,
+    out: &mut Vec<u8>,
+    quoted: &mut Vec<bool>,
+) -> Result<(), String> {
+    let whitespace = separator == b' ';
+    let bytes = line.as_bytes();
+    let n = bytes.len();
+    let mut i = 0;
+    let mut first = true;
+    quoted.clear();
+    loop {
+        while i < n && is_blank_for(bytes[i], separator) {
+            i += 1;
         }
-        if let Some(quoted) = rest.strip_prefix('"') {
-            // Find the closing quote, unescaping doubled quotes.
-            let mut text = Cow::Borrowed("");
-            let mut tail = quoted;
+        if whitespace && i == n {
+            return Ok(());
+        }
+        if !first {
+            out.push(separator);
+        }
+        first = false;
+        if i < n && bytes[i] == b'"' {
+            let start = i;
+            i += 1;
             loop {
-                let Some(end) = tail.find('"') else {
-                    return Some(Err("a quoted field has no closing quote".to_owned()));
+                let Some(end) = bytes[i..].iter().position(|&b| b == b'"') else {
+                    return Err("a quoted field has no closing quote".to_owned());
                 };
-                let piece = &tail[..end];
-                let after = &tail[end + 1..];
-                if let Some(next) = after.strip_prefix('"') {
-                    text.to_mut().push_str(piece);
-                    text.to_mut().push('"');
-                    tail = next;
+                let end = i + end;
+                if bytes.get(end + 1) == Some(&b'"') {
+                    i = end + 2;
                 } else {
-                    if text.is_empty() {
-                        text = Cow::Borrowed(piece);
-                    } else {
-                        text.to_mut().push_str(piece);
-                    }
-                    tail = after;
+                    i = end + 1;
                     break;
                 }
             }
-            let after = tail.trim_start_matches(|c| self.blank(c));
-            if whitespace_mode {
-                if after.len() == tail.len() && !after.is_empty() {
-                    return Some(Err(format!(
-                        "text follows the closing quote of \"{text}\" without a separator"
-                    )));
-                }
-                self.rest = Some(after);
-            } else if after.is_empty() {
-                self.rest = None;
-            } else if let Some(next) = after.strip_prefix(self.separator) {
-                self.rest = Some(next);
-            } else {
-                return Some(Err(format!(
-                    "text follows the closing quote of \"{text}\" before the separator {:?}",
-                    self.separator
-                )));
+            out.extend_from_slice(&bytes[start..i]);
+            quoted.push(true);
+            let closed = i;
+            while i < n && is_blank_for(bytes[i], separator) {
+                i += 1;
             }
-            return Some(Ok(Field { text, quoted: true }));
-        }
-        let (field, next) = if whitespace_mode {
-            match rest.find(is_blank) {
-                Some(end) => (&rest[..end], Some(&rest[end..])),
-                None => (rest, None),
+            if i == n {
+                return Ok(());
+            }
+            let text = || line[start + 1..closed - 1].replace("\"\"", "\"");
+            if whitespace {
+                if i == closed {
+                    return Err(format!(
+                        "text follows the closing quote of \"{}\" without a separator",
+                        text()
+                    ));
+                }
+            } else if bytes[i] == separator {
+                i += 1;
+            } else {
+                return Err(format!(
+                    "text follows the closing quote of \"{}\" before the separator {:?}",
+                    text(),
+                    char::from(separator)
+                ));
             }
         } else {
-            match rest.find(self.separator) {
-                Some(end) => (&rest[..end], Some(&rest[end + self.separator.len_utf8()..])),
-                None => (rest, None),
+            let start = i;
+            if whitespace {
+                while i < n && !is_blank_for(bytes[i], separator) {
+                    i += 1;
+                }
+                out.extend_from_slice(&bytes[start..i]);
+            } else {
+                while i < n && bytes[i] != separator {
+                    i += 1;
+                }
+                let mut end = i;
+                while end > start && is_blank_for(bytes[end - 1], separator) {
+                    end -= 1;
+                }
+                out.extend_from_slice(&bytes[start..end]);
             }
-        };
-        self.rest = next;
-        let field = field.trim_end_matches(|c| self.blank(c));
-        Some(Ok(Field {
-            text: Cow::Borrowed(field),
-            quoted: false,
-        }))
+            quoted.push(false);
+            if !whitespace {
+                if i == n {
+                    return Ok(());
+                }
+                // Past the separator: a field follows, even an empty one.
+                i += 1;
+            }
+        }
     }
 }
 
+/// The separator of a file, guessed from its first line (the header, or
+/// the first line of numbers): `;` (OpenTURNS' `exportToCSVFile`), else a
+/// tab, else `,`, else runs of blanks; `None` for a single column. A comma
+/// between two digits does not count when the line also splits on blanks
+/// (`1,5 2,5` is two numbers written with a decimal comma). Quoted text
+/// is ignored.
+fn detect_separator(line: &str) -> Option<char> {
+    let bytes = line.as_bytes();
+    let (mut semicolons, mut tabs, mut commas, mut plain_commas, mut tokens) = (0, 0, 0, 0, 0);
+    let mut in_quotes = false;
+    let mut after_blank = true;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_quotes {
+            in_quotes = b != b'"';
+            continue;
+        }
+        let blank = b == b' ' || b == b'\t';
+        if !blank && after_blank {
+            tokens += 1;
+        }
+        after_blank = blank;
+        match b {
+            b'"' => in_quotes = true,
+            b';' => semicolons += 1,
+            b'\t' => tabs += 1,
+            b',' => {
+                commas += 1;
+                let digit_before = i > 0 && bytes[i - 1].is_ascii_digit();
+                let digit_after = bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if !(digit_before && digit_after) {
+                    plain_commas += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if semicolons > 0 {
+        Some(';')
+    } else if tabs > 0 {
+        Some('\t')
+    } else if commas > 0 && (plain_commas > 0 || tokens < 2) {
+        Some(',')
+    } else if tokens >= 2 {
+        Some(' ')
+    } else {
+        None
+    }
+}
 fn parse_number(text: &str) -> Option<f64> {
     // Rust's parser takes every spelling C's strtod writes or reads in
     // practice: 1.5e+00, nan, -nan, NaN, inf, -Inf, infinity.
@@ -1191,13 +1466,139 @@ impl<R: BufRead> CsvLines<'_, R> {
     }
 }
 
+/// The content lines of a CSV text rewritten by [`canonical_line`] and
+/// handed to the csv crate one line per `read`, so the line of every record
+/// is known, and a problem found here (text that is not UTF-8, a broken
+/// quote) is reported as the error of its own line, after the lines before
+/// it.
+struct CanonicalLines<'a, R> {
+    lines: CsvLines<'a, R>,
+    separator: u8,
+    out: Vec<u8>,
+    at: usize,
+    /// Line numbers of the lines handed over and not yet taken back as
+    /// records (one record per line: canonical lines are never empty and
+    /// their quotes are closed).
+    fed: VecDeque<usize>,
+    quoted: Vec<bool>,
+    failure: Option<SampleError>,
+}
+
+impl<R: BufRead> CanonicalLines<'_, R> {
+    /// Queues one content line; the quoting of its fields is in `quoted`.
+    fn feed(&mut self, line: usize, text: &str) -> Result<(), SampleError> {
+        canonical_line(text, self.separator, &mut self.out, &mut self.quoted).map_err(
+            |problem| SampleError::BadQuoting {
+                file: self.lines.file.to_owned(),
+                line,
+                problem,
+            },
+        )?;
+        self.out.push(b'\n');
+        self.fed.push_back(line);
+        Ok(())
+    }
+
+    fn refill(&mut self) -> Result<bool, SampleError> {
+        self.out.clear();
+        self.at = 0;
+        let file = self.lines.file;
+        let Some((line, text)) = self.lines.next_content()? else {
+            return Ok(false);
+        };
+        canonical_line(text, self.separator, &mut self.out, &mut self.quoted).map_err(
+            |problem| SampleError::BadQuoting {
+                file: file.to_owned(),
+                line,
+                problem,
+            },
+        )?;
+        self.out.push(b'\n');
+        self.fed.push_back(line);
+        Ok(true)
+    }
+}
+
+impl<R: BufRead> Read for CanonicalLines<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.out.len() {
+            match self.refill() {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                Err(e) => {
+                    // Kept for the caller: the csv crate only passes an
+                    // io::Error through.
+                    self.failure = Some(e);
+                    return Err(io::Error::other("the CSV line could not be read"));
+                }
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The text of a record's fields, for messages.
+fn record_text(record: &csv::ByteRecord, separator: char) -> String {
+    let mut text = String::new();
+    for (j, field) in record.iter().enumerate() {
+        if j > 0 {
+            text.push(separator);
+        }
+        text.push_str(&String::from_utf8_lossy(field));
+    }
+    text
+}
+
+/// Reads the next record; returns its 1-based line number.
+fn next_record<R: BufRead>(
+    reader: &mut csv::Reader<CanonicalLines<'_, R>>,
+    record: &mut csv::ByteRecord,
+    separator: char,
+    has_header: bool,
+) -> Result<Option<usize>, SampleError> {
+    let file = reader.get_ref().lines.file.to_owned();
+    match reader.read_byte_record(record) {
+        Ok(true) => Ok(Some(reader.get_mut().fed.pop_front().unwrap_or(0))),
+        Ok(false) => Ok(None),
+        Err(e) => {
+            let lines = reader.get_mut();
+            if let Some(failure) = lines.failure.take() {
+                return Err(failure);
+            }
+            match e.kind() {
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => {
+                    let line = lines.fed.pop_front().unwrap_or(0);
+                    let expected = usize::try_from(*expected_len).unwrap_or(usize::MAX);
+                    let text = record_text(record, separator);
+                    Err(SampleError::FieldCount {
+                        file,
+                        line,
+                        expected,
+                        found: usize::try_from(*len).unwrap_or(usize::MAX),
+                        hint: field_count_hint(&text, separator, has_header, expected),
+                    })
+                }
+                _ => Err(SampleError::Io {
+                    action: "read",
+                    file,
+                    source: io::Error::other(e.to_string()),
+                }),
+            }
+        }
+    }
+}
+
 fn read_csv_named<R: BufRead>(
     reader: R,
     options: CsvOptions,
     file: &str,
 ) -> Result<Sample, SampleError> {
     options.check()?;
-    let separator = options.separator;
     let mut lines = CsvLines {
         reader,
         file,
@@ -1205,39 +1606,74 @@ fn read_csv_named<R: BufRead>(
         buffer: Vec::new(),
         line: 0,
     };
-
     let Some((first_line, first_text)) = lines.next_content()? else {
         return Err(SampleError::EmptyFile {
             file: file.to_owned(),
         });
     };
-    let first_fields: Vec<Field<'_>> = Fields::new(first_text, separator)
-        .collect::<Result<_, _>>()
-        .map_err(|problem| SampleError::BadQuoting {
+    let first_text = first_text.to_owned();
+    // An explicit separator wins; otherwise the first line tells, and a
+    // single column needs none.
+    let separator = options
+        .separator
+        .or_else(|| detect_separator(&first_text))
+        .unwrap_or(',');
+    let mut canonical = CanonicalLines {
+        lines,
+        // `check` accepted only ASCII separators.
+        separator: u8::try_from(separator).unwrap_or(b','),
+        out: Vec::new(),
+        at: 0,
+        fed: VecDeque::new(),
+        quoted: Vec::new(),
+        failure: None,
+    };
+    canonical.feed(first_line, &first_text)?;
+    let first_quoted = std::mem::take(&mut canonical.quoted);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .delimiter(canonical.separator)
+        .quoting(true)
+        .double_quote(true)
+        // Only '\n' ends a line: a stray '\r' inside one stays in its field.
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(canonical);
+    let mut record = csv::ByteRecord::new();
+    // The header decision needs the first line, and the error of a ragged
+    // line names what its count came from: assume a header until known.
+    if next_record(&mut reader, &mut record, separator, true)?.is_none() {
+        return Err(SampleError::EmptyFile {
             file: file.to_owned(),
-            line: first_line,
-            problem,
-        })?;
+        });
+    }
+    let first_fields: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    // A number with a decimal comma counts as a number: a first line of
+    // them is data to refuse with a hint, not a header.
     let numeric = first_fields
         .iter()
-        .filter(|f| !f.quoted && parse_number(&f.text).is_some())
+        .zip(&first_quoted)
+        .filter(|(f, &quoted)| !quoted && (parse_number(f).is_some() || is_decimal_comma_number(f)))
         .count();
     let is_header = match options.header {
         HeaderMode::Present => true,
         HeaderMode::Absent => false,
         // Like OpenTURNS, but a line mixing numbers and words is taken as a
         // damaged data line rather than silently as names.
-        HeaderMode::Auto => first_fields.iter().any(|f| f.quoted) || numeric == 0,
+        HeaderMode::Auto => first_quoted.iter().any(|&q| q) || numeric == 0,
     };
     let names: Vec<String> = if is_header {
         first_fields
             .iter()
             .enumerate()
             .map(|(j, f)| {
-                if f.text.trim().is_empty() {
+                if f.trim().is_empty() {
                     format!("X{j}")
                 } else {
-                    f.text.to_string()
+                    f.clone()
                 }
             })
             .collect()
@@ -1246,66 +1682,33 @@ fn read_csv_named<R: BufRead>(
     };
     let mixed_first_line = !is_header && numeric > 0 && options.header == HeaderMode::Auto;
     let mut sample = Sample::new(names);
-
     let mut row = Vec::with_capacity(sample.dimension());
-    let mut pending_first = if is_header {
-        None
-    } else {
-        Some((first_line, first_text.to_owned()))
-    };
-    drop(first_fields);
-
+    let mut pending_first = (!is_header).then_some(first_line);
     loop {
-        let owned;
-        let (line, text) = match pending_first.take() {
-            Some((line, text)) => {
-                owned = text;
-                (line, owned.as_str())
-            }
-            None => match lines.next_content()? {
-                Some(next) => next,
+        let line = match pending_first.take() {
+            Some(line) => line,
+            None => match next_record(&mut reader, &mut record, separator, is_header)? {
+                Some(line) => line,
                 None => break,
             },
         };
         row.clear();
-        let mut count = 0;
-        let mut first_bad: Option<(usize, String)> = None;
-        for field in Fields::new(text, separator) {
-            let field = field.map_err(|problem| SampleError::BadQuoting {
-                file: file.to_owned(),
-                line,
-                problem,
-            })?;
-            if count < sample.dimension() {
-                match parse_number(&field.text) {
-                    Some(value) => row.push(value),
-                    None => {
-                        if first_bad.is_none() {
-                            first_bad = Some((count, field.text.into_owned()));
-                        }
-                    }
+        for (j, field) in record.iter().enumerate() {
+            let text = String::from_utf8_lossy(field);
+            match parse_number(&text) {
+                Some(value) => row.push(value),
+                None => {
+                    let found = text.into_owned();
+                    let hint = bad_number_hint(&found, mixed_first_line && line == first_line);
+                    return Err(SampleError::BadNumber {
+                        file: file.to_owned(),
+                        line,
+                        column: sample.names[j].clone(),
+                        found,
+                        hint,
+                    });
                 }
             }
-            count += 1;
-        }
-        if count != sample.dimension() {
-            return Err(SampleError::FieldCount {
-                file: file.to_owned(),
-                line,
-                expected: sample.dimension(),
-                found: count,
-                hint: field_count_hint(text, separator, is_header, sample.dimension()),
-            });
-        }
-        if let Some((j, found)) = first_bad {
-            let hint = bad_number_hint(&found, separator, mixed_first_line && line == first_line);
-            return Err(SampleError::BadNumber {
-                file: file.to_owned(),
-                line,
-                column: sample.names[j].clone(),
-                found,
-                hint,
-            });
         }
         sample.data.extend_from_slice(&row);
         sample.len += 1;
@@ -1321,6 +1724,30 @@ fn separator_name(separator: char) -> String {
     }
 }
 
+/// What to do about decimal commas, shared by the messages that meet them.
+const DECIMAL_COMMA_HINT: &str = "numbers must use a dot as decimal separator: \
+     export the file with '.' as the decimal separator (OpenTURNS' exportToCSVFile writes dots; \
+     in a spreadsheet, set the decimal separator to '.' before saving as CSV)";
+
+/// Whether `text` is a number written with a decimal comma (`1,5`, `-2,5e3`).
+fn is_decimal_comma_number(text: &str) -> bool {
+    text.matches(',').count() == 1 && parse_number(&without_decimal_commas(text)).is_some()
+}
+
+/// `text` with every comma between two digits turned into a dot.
+fn without_decimal_commas(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        let between_digits = c == ','
+            && i > 0
+            && bytes[i - 1].is_ascii_digit()
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+        out.push(if between_digits { '.' } else { c });
+    }
+    out
+}
+
 fn field_count_hint(text: &str, separator: char, has_header: bool, expected: usize) -> String {
     let own_separator_absent = separator != ' ' && !text.contains(separator);
     for candidate in [';', ',', '\t', ' '] {
@@ -1334,6 +1761,12 @@ fn field_count_hint(text: &str, separator: char, has_header: bool, expected: usi
             );
         }
     }
+    if separator == ',' && text.contains(',') {
+        let dotted = without_decimal_commas(text);
+        if dotted != text && dotted.matches(',').count() + 1 == expected {
+            return format!("the line looks written with decimal commas; {DECIMAL_COMMA_HINT}");
+        }
+    }
     let reference = if has_header {
         "the header"
     } else {
@@ -1345,17 +1778,17 @@ fn field_count_hint(text: &str, separator: char, has_header: bool, expected: usi
     )
 }
 
-fn bad_number_hint(found: &str, separator: char, mixed_first_line: bool) -> String {
+fn bad_number_hint(found: &str, mixed_first_line: bool) -> String {
     if found.is_empty() {
         return "the cell is empty: write a number, or nan for a missing value".to_owned();
+    }
+    if is_decimal_comma_number(found) {
+        return DECIMAL_COMMA_HINT.to_owned();
     }
     if mixed_first_line {
         return "if this first line is a header, quote its names (\"Load\",\"Length\") \
                 or read with HeaderMode::Present"
             .to_owned();
-    }
-    if separator != ',' && found.contains(',') && parse_number(&found.replace(',', ".")).is_some() {
-        return "numbers must use a dot as decimal separator".to_owned();
     }
     "write a number such as 1.5, -2e-3, nan or inf".to_owned()
 }
@@ -2340,6 +2773,301 @@ mod tests {
         let options = CsvOptions::default().with_comment(None);
         let e = read_str_with("1,2\n# no\n", options).unwrap_err();
         assert!(matches!(e, SampleError::FieldCount { line: 2, .. }));
+    }
+
+    #[test]
+    fn detects_semicolons_of_openturns_exports() {
+        // exportToCSVFile's default, read with the default options.
+        let text = "\"Load\";\"Young modulus\"\n\
+                    3.0000000000000000e+04;2.9000000000000000e+07\n\
+                    3.1000000000000000e+04;nan\n";
+        let s = read_str(text).unwrap();
+        assert_eq!(s.names(), &["Load", "Young modulus"]);
+        assert_eq!(s.row(0), &[3.0e4, 2.9e7]);
+        assert!(s[(1, 1)].is_nan());
+        // Without a header, from the first line of numbers; a ';' inside a
+        // quoted name does not count.
+        let s = read_str("1.5;-2\n3;4e-3\n").unwrap();
+        assert_eq!(s.names(), &["X0", "X1"]);
+        assert_eq!(s.to_vecs(), vec![vec![1.5, -2.0], vec![3.0, 4e-3]]);
+        let s = read_str("\"a;b\",\"c\"\n1,2\n").unwrap();
+        assert_eq!(s.names(), &["a;b", "c"]);
+    }
+
+    #[test]
+    fn detects_tabs_and_runs_of_blanks() {
+        let s = read_str("\"Young modulus\"\t\"L\"\n1.5\t 2\n3\t4\n").unwrap();
+        assert_eq!(s.names(), &["Young modulus", "L"]);
+        assert_eq!(s.to_vecs(), vec![vec![1.5, 2.0], vec![3.0, 4.0]]);
+        let s = read_str("Young_modulus   L\n  1.5    2\n3 4\n").unwrap();
+        assert_eq!(s.names(), &["Young_modulus", "L"]);
+        assert_eq!(s.to_vecs(), vec![vec![1.5, 2.0], vec![3.0, 4.0]]);
+        let s = read_str("1.5  2  3\n4 5 6\n").unwrap();
+        assert_eq!(s.to_vecs(), vec![vec![1.5, 2.0, 3.0], vec![4.0, 5.0, 6.0]]);
+    }
+
+    #[test]
+    fn one_column_needs_no_separator() {
+        let s = read_str("\"Deviation\"\n0.5\n-1e-3\nnan\n").unwrap();
+        assert_eq!(s.names(), &["Deviation"]);
+        assert_eq!(s.column(0)[..2], [0.5, -1e-3]);
+        assert_eq!(s.len(), 3);
+        let s = read_str("0.5\n2\n").unwrap();
+        assert_eq!(s.names(), &["X0"]);
+        assert_eq!(s.column(0), vec![0.5, 2.0]);
+    }
+
+    #[test]
+    fn an_explicit_separator_wins_over_detection() {
+        // Detected, this line would be two columns split at ';'.
+        let commas = CsvOptions::default().with_separator(',');
+        let s = read_str_with("\"a\",\"b\"\n1;2,3\n", commas).unwrap_err();
+        assert!(
+            matches!(&s, SampleError::BadNumber { line: 2, found, .. } if found == "1;2"),
+            "{s}"
+        );
+        let s = read_str_with("\"a\"\n1 2\n", commas).unwrap_err();
+        assert!(
+            matches!(&s, SampleError::BadNumber { line: 2, found, .. } if found == "1 2"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn decimal_commas_are_refused_with_what_to_do() {
+        for text in [
+            "\"a\";\"b\"\n1,5;2,5\n",
+            "1,5;2,5\n",
+            "\"a\",\"b\"\n\"1,5\",\"2,5\"\n",
+            "1,5 2,5\n",
+            "\"a\"\t\"b\"\n1,5\t2\n",
+        ] {
+            let e = read_str(text).unwrap_err();
+            assert!(
+                matches!(&e, SampleError::BadNumber { found, .. } if found == "1,5"),
+                "{text:?}: {e}"
+            );
+            let message = e.to_string();
+            assert!(
+                message.contains("cannot read \"1,5\" as a number; numbers must use a dot as decimal separator: export the file with '.' as the decimal separator"),
+                "{message}"
+            );
+        }
+        // One column of decimal commas under a header: the line splits in two.
+        let message = error_of("\"y\"\n1.5\n2,5\n");
+        assert!(
+            message.starts_with("CSV input line 3: expected 1 fields, found 2; the line looks written with decimal commas"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn semicolon_files_round_trip_through_detection() {
+        let s = Sample::from_rows(
+            names(&["Load", "Young modulus", "a,b"]),
+            tricky_values()
+                .chunks_exact(3)
+                .map(<[f64]>::to_vec)
+                .collect(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doe.csv");
+        s.write_csv_with(&path, CsvOptions::default().with_separator(';'))
+            .unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("\"Load\";\"Young modulus\";\"a,b\"\n"),
+            "{text}"
+        );
+        let back = Sample::read_csv(&path).unwrap();
+        assert!(same_bits(&s, &back));
+    }
+
+    #[test]
+    fn line_numbers_count_blank_and_comment_lines() {
+        let message = error_of("# c\n\"a\";\"b\"\n\n  # d\n1;2\n\n3;x\n");
+        assert!(
+            message.starts_with("CSV input line 7, column \"b\": cannot read \"x\""),
+            "{message}"
+        );
+        let message = error_of("\"a\";\"b\"\n\n1;2\n   \n3;4;5\n");
+        assert!(
+            message.starts_with("CSV input line 5: expected 2 fields, found 3"),
+            "{message}"
+        );
+    }
+
+    // ----- from a batch -------------------------------------------------------
+
+    mod models {
+        use crate::{EvalContext, Failed, Model, Options};
+
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct Response {
+            pub deviation: f64,
+            pub stress: [f64; 2],
+        }
+
+        macro_rules! model {
+            ($name:ident, $input:ty, $output:ty, $params:expr) => {
+                pub struct $name;
+                impl Model for $name {
+                    type Input = $input;
+                    type Output = $output;
+                    const ID: &'static str = concat!("sample::tests::", stringify!($name));
+                    const NAME: &'static str = stringify!($name);
+                    const PARAMETER_NAMES: &'static [&'static str] = $params;
+                    fn attribute_options() -> Options {
+                        Options::default()
+                    }
+                    fn evaluate(_: &$input, _: &EvalContext) -> Result<$output, Failed> {
+                        Err(crate::PointFailure::Model {
+                            message: "not evaluated in these tests".into(),
+                        }
+                        .into())
+                    }
+                }
+            };
+        }
+        model!(Beam, (f64, [f64; 2]), Response, &["load", "x"]);
+        model!(Scalar, f64, f64, &["load"]);
+        model!(Pair, [f64; 2], (f64, f64), &[]);
+        model!(Vector, f64, Vec<f64>, &[]);
+        model!(Text, f64, String, &["load"]);
+    }
+
+    fn failed(index: usize) -> crate::PointError {
+        crate::PointError::new(
+            index,
+            String::new(),
+            crate::PointFailure::Model {
+                message: "solver diverged".into(),
+            },
+            crate::Location::default(),
+        )
+    }
+
+    fn batch_of<T>(results: Vec<Result<T, crate::PointError>>) -> crate::Batch<T> {
+        crate::Batch::from_parts(results, crate::Summary::default())
+    }
+
+    #[test]
+    fn a_batch_becomes_inputs_then_outputs_with_nan_where_a_point_failed() {
+        use models::{Beam, Response};
+        let inputs = vec![(1.0, [2.0, 3.0]), (4.0, [5.0, 6.0]), (7.0, [8.0, 9.0])];
+        let batch = batch_of(vec![
+            Ok(Response {
+                deviation: 0.5,
+                stress: [10.0, 11.0],
+            }),
+            Err(failed(1)),
+            Ok(Response {
+                deviation: 0.7,
+                stress: [12.0, 13.0],
+            }),
+        ]);
+        let s = batch.to_sample::<Beam>(&inputs).unwrap();
+        assert_eq!(
+            s.names(),
+            &["load", "x0", "x1", "deviation", "stress0", "stress1"]
+        );
+        assert_eq!(s.row(0), &[1.0, 2.0, 3.0, 0.5, 10.0, 11.0]);
+        assert_eq!(s.row(1)[..3], [4.0, 5.0, 6.0]);
+        assert!(s.row(1)[3..].iter().all(|v| v.is_nan()));
+        assert_eq!(s.row(2), &[7.0, 8.0, 9.0, 0.7, 12.0, 13.0]);
+        // Through a ';' file and back, NaN included.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.csv");
+        s.write_csv_with(&path, CsvOptions::default().with_separator(';'))
+            .unwrap();
+        assert!(same_bits(&Sample::read_csv(&path).unwrap(), &s));
+    }
+
+    #[test]
+    fn a_batch_of_numbers_names_y_and_y_i() {
+        let s = batch_of(vec![Ok(2.0), Err(failed(1))])
+            .to_sample::<models::Scalar>(&[1.0, 3.0])
+            .unwrap();
+        assert_eq!(s.names(), &["load", "y"]);
+        assert_eq!(s.row(0), &[1.0, 2.0]);
+        assert!(s.row(1)[1].is_nan());
+        let s = batch_of(vec![Ok((1.0, 2.0))])
+            .to_sample::<models::Pair>(&[[5.0, 6.0]])
+            .unwrap();
+        assert_eq!(s.names(), &["x0", "x1", "y0", "y1"]);
+        assert_eq!(s.row(0), &[5.0, 6.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_batch_where_every_point_failed_takes_its_columns_from_the_type() {
+        let s = batch_of::<models::Response>(vec![Err(failed(0))])
+            .to_sample::<models::Beam>(&[(1.0, [2.0, 3.0])])
+            .unwrap();
+        assert_eq!(s.dimension(), 6);
+        assert_eq!(s.names()[3], "deviation");
+        assert!(s.row(0)[3..].iter().all(|v| v.is_nan()));
+        let e = batch_of::<Vec<f64>>(vec![Err(failed(0))])
+            .to_sample::<models::Vector>(&[1.0])
+            .unwrap_err();
+        assert!(
+            matches!(&e, SampleError::UnknownOutputColumns { model, .. } if model == "Vector"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no fixed length"), "{e}");
+        // Vectors of one length are columns; of another, an error naming the point.
+        let e = batch_of(vec![Ok(vec![1.0, 2.0]), Ok(vec![3.0])])
+            .to_sample::<models::Vector>(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SampleError::RaggedPoint {
+                    part: "output",
+                    point: 1,
+                    expected: 2,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_text_is_a_typed_error() {
+        let e = batch_of(vec![Err(failed(0)), Ok("ok".to_string())])
+            .to_sample::<models::Text>(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                SampleError::NotNumbers {
+                    part: "output",
+                    point: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.starts_with("cannot turn the outputs of Text into sample columns (point 1): a string cannot be written as numbers"),
+            "{message}"
+        );
+        let e = batch_of(vec![Ok(1.0)])
+            .to_sample::<models::Scalar>(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SampleError::BatchLength {
+                    inputs: 2,
+                    points: 1
+                }
+            ),
+            "{e}"
+        );
     }
 
     // ----- CSV errors --------------------------------------------------------
