@@ -88,7 +88,7 @@ fn parse_args() -> Result<Args, BoxError> {
         doe: None,
         generate: None,
         seed: 42,
-        output: PathBuf::from("beam_results.csv"),
+        output: PathBuf::from("target/beam_results.csv"),
         negative_load_at: None,
     };
     let mut it = std::env::args().skip(1);
@@ -102,7 +102,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--negative-load-at" => args.negative_load_at = Some(value("a point index")?.parse()?),
             "-h" | "--help" => {
                 println!(
-                    "usage: beam [--doe FILE.csv | --generate N [--seed S]] [--output FILE.csv] [--negative-load-at K]\n\
+                    "usage: beam [--doe FILE.csv | --generate N [--seed S]] [--output FILE.csv (default target/beam_results.csv)] [--negative-load-at K]\n\
                      backend and workers: OTWRAP_BACKEND, OTWRAP_WORKERS or otwrap.toml"
                 );
                 std::process::exit(0);
@@ -147,6 +147,10 @@ fn run() -> Result<(), BoxError> {
     for (x, y) in points.iter().zip(batch.results()) {
         let deviation = y.as_ref().copied().unwrap_or(f64::NAN);
         results.push(&[x[0], x[1], x[2], x[3], deviation])?;
+    }
+    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     results.write_csv(&args.output)?;
 
