@@ -169,11 +169,23 @@ pub(crate) fn check_process_env() -> Result<(), Error> {
         return Ok(());
     }
     let names: Vec<String> = std::env::vars_os()
+        .filter(|(name, _)| {
+            let bytes = name.as_encoded_bytes();
+            bytes.len() >= PREFIX.len()
+                && bytes[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
+        })
         .map(|(name, _)| name.to_string_lossy().into_owned())
         .collect();
+    // Settings are read at every batch: the same names are checked once.
+    static CHECKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    if *checked == names {
+        return Ok(());
+    }
     for warning in check_env_names(names.iter().map(String::as_str))? {
         warn_once(warning);
     }
+    *checked = names;
     Ok(())
 }
 
