@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 PEERS = os.path.join(BENCH, "peers")
 VENV_PY = os.path.join(BENCH, ".venv", "bin", "python")
-SERVICES = os.environ.get("OTWRAP_SERVICES_DIR") or "/tmp/otwrap-services"
+SERVICES = os.environ.get("OTWRAP_TEST_SERVICES_DIR") or "/tmp/otwrap-services"
 RUST_BENCHES = ["overhead", "cpu", "beam", "cache", "ssh", "slurm", "memory"]
 
 # Sizes: (full, quick).

@@ -5,11 +5,11 @@
 //!
 //! ```text
 //! cargo bench --no-run --bench profile     # prints the binary's path
-//! OTWRAP_PROFILE=map OTWRAP_BENCH_POINTS=100000 \
+//! OTWRAP_BENCH_PROFILE=map OTWRAP_BENCH_POINTS=100000 \
 //!     valgrind --tool=callgrind --collect-systime=nsec target/release/deps/profile-HASH
 //! ```
 //!
-//! OTWRAP_PROFILE: `bare` | `map` | `serial` (trivial model, 2 workers) or
+//! OTWRAP_BENCH_PROFILE: `bare` | `map` | `serial` (trivial model, 2 workers) or
 //! `beam-hand` | `beam-serial` | `beam-hand-rayon` | `beam-rayon` (beam points).
 
 #[path = "../examples/beam/common.rs"]
@@ -37,7 +37,7 @@ fn trivial(x: f64) -> f64 {
 
 #[otwrap::main]
 fn main() -> Result<(), BoxError> {
-    let variant = std::env::var("OTWRAP_PROFILE").unwrap_or_else(|_| "map".into());
+    let variant = std::env::var("OTWRAP_BENCH_PROFILE").unwrap_or_else(|_| "map".into());
     let workers = 2;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
@@ -73,7 +73,7 @@ fn main() -> Result<(), BoxError> {
                 .map(&points)?
                 .values()?
                 .len(),
-            other => return Err(format!("unknown OTWRAP_PROFILE={other}").into()),
+            other => return Err(format!("unknown OTWRAP_BENCH_PROFILE={other}").into()),
         };
         if ok != n {
             return Err(format!("{ok} of {n} evaluations succeeded").into());
@@ -93,7 +93,7 @@ fn main() -> Result<(), BoxError> {
             "serial" => {
                 black_box(trivial::runner().backend(Backend::Serial).map(&inputs)?);
             }
-            other => return Err(format!("unknown OTWRAP_PROFILE={other}").into()),
+            other => return Err(format!("unknown OTWRAP_BENCH_PROFILE={other}").into()),
         }
     }
     println!(

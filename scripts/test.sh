@@ -12,15 +12,15 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 # Services (sshd hosts, single-node SLURM): tests find them through the env
-# files under $OTWRAP_SERVICES_DIR. OTWRAP_NO_SERVICES=1 skips provisioning;
-# OTWRAP_KEEP_SERVICES=1 leaves them running after the tests.
-export OTWRAP_SERVICES_DIR="${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services}"
-if [[ "${OTWRAP_NO_SERVICES:-}" == 1 ]]; then
-    echo "== services: not provisioned (OTWRAP_NO_SERVICES=1)"
+# files under $OTWRAP_TEST_SERVICES_DIR. OTWRAP_TEST_NO_SERVICES=1 skips provisioning;
+# OTWRAP_TEST_KEEP_SERVICES=1 leaves them running after the tests.
+export OTWRAP_TEST_SERVICES_DIR="${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services}"
+if [[ "${OTWRAP_TEST_NO_SERVICES:-}" == 1 ]]; then
+    echo "== services: not provisioned (OTWRAP_TEST_NO_SERVICES=1)"
 elif [[ "$(id -u)" == 0 ]] && { command -v apt-get >/dev/null ||
     { [[ -x /usr/sbin/sshd && -x /usr/sbin/slurmctld && -x /usr/sbin/munged ]]; }; }; then
-    echo "== services: scripts/services/up.sh ($OTWRAP_SERVICES_DIR)"
-    if [[ "${OTWRAP_KEEP_SERVICES:-}" != 1 ]]; then
+    echo "== services: scripts/services/up.sh ($OTWRAP_TEST_SERVICES_DIR)"
+    if [[ "${OTWRAP_TEST_KEEP_SERVICES:-}" != 1 ]]; then
         trap 'echo "== services: scripts/services/down.sh"; scripts/services/down.sh || true' EXIT
     fi
     if ! scripts/services/up.sh; then

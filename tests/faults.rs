@@ -31,7 +31,7 @@ const KILLED: u32 = 9;
 
 /// Environment variable that turns this binary into a memory hog (the
 /// child process of the CHILD_OOM fault).
-const HOG: &str = "OTWRAP_FAULTS_HOG";
+const HOG: &str = "OTWRAP_TEST_FAULTS_HOG";
 
 #[parallelize(backend = "processes", workers = 2, timeout = 3, progress = "never")]
 fn faulty(code: u32) -> Result<u32, String> {
@@ -263,7 +263,7 @@ fn damaged_cache_is_reported_or_recomputed_never_wrong() -> Result<(), Failed> {
         let cache = dir.path().join("cache");
         // A child process fills the cache (stores stay open for the life of a process).
         let status = std::process::Command::new(std::env::current_exe()?)
-            .env("OTWRAP_FAULTS_FILL_CACHE", "1")
+            .env("OTWRAP_TEST_FAULTS_FILL_CACHE", "1")
             .env("OTWRAP_CACHE_DIR", &cache)
             .status()?;
         if !status.success() {
@@ -288,7 +288,7 @@ fn damaged_cache_is_reported_or_recomputed_never_wrong() -> Result<(), Failed> {
             return Err("no cache file to damage".into());
         }
         let out = std::process::Command::new(std::env::current_exe()?)
-            .env("OTWRAP_FAULTS_FILL_CACHE", "1")
+            .env("OTWRAP_TEST_FAULTS_FILL_CACHE", "1")
             .env("OTWRAP_CACHE_DIR", &cache)
             .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -378,7 +378,7 @@ fn driver(dir: String) -> ! {
 fn killed_driver_leaves_no_worker_process() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
-        .env("OTWRAP_FAULTS_DRIVER", dir.path())
+        .env("OTWRAP_TEST_FAULTS_DRIVER", dir.path())
         .spawn()?;
     let pids = |dir: &Path| -> Vec<u32> {
         std::fs::read_dir(dir)
@@ -467,10 +467,10 @@ fn main() {
     if std::env::var_os(HOG).is_some() {
         hog();
     }
-    if std::env::var_os("OTWRAP_FAULTS_FILL_CACHE").is_some() {
+    if std::env::var_os("OTWRAP_TEST_FAULTS_FILL_CACHE").is_some() {
         fill_cache();
     }
-    if let Some(dir) = std::env::var_os("OTWRAP_FAULTS_DRIVER") {
+    if let Some(dir) = std::env::var_os("OTWRAP_TEST_FAULTS_DRIVER") {
         driver(dir.to_string_lossy().into_owned());
     }
     let mut args = Arguments::from_args();

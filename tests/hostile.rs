@@ -3,8 +3,8 @@
 //! parsers never panic, turn damage into errors naming the file and line,
 //! and never allocate much more than the bytes they were given.
 //!
-//! Random cases are drawn from a fixed seed (`OTWRAP_HOSTILE_SEED` picks
-//! another, `OTWRAP_HOSTILE_CASES` sets how many), so a failure reproduces.
+//! Random cases are drawn from a fixed seed (`OTWRAP_TEST_HOSTILE_SEED` picks
+//! another, `OTWRAP_TEST_HOSTILE_CASES` sets how many), so a failure reproduces.
 //! The fuzz targets in `fuzz/` (scripts/fuzz.sh) explore the same decoders
 //! for longer.
 
@@ -208,7 +208,7 @@ fn a_stream_that_trickles_in_grows_with_what_arrived() {
 // ------------------------------------------------------- protocol frames
 
 fn rng() -> StdRng {
-    let seed = std::env::var("OTWRAP_HOSTILE_SEED")
+    let seed = std::env::var("OTWRAP_TEST_HOSTILE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x07_0e7a_u64);
@@ -216,7 +216,7 @@ fn rng() -> StdRng {
 }
 
 fn cases() -> usize {
-    std::env::var("OTWRAP_HOSTILE_CASES")
+    std::env::var("OTWRAP_TEST_HOSTILE_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3000)

@@ -136,7 +136,7 @@ fn runner_like(backend: &str) -> otwrap::Runner<model::Model> {
 
 fn run_child(backend: &str, n: usize, rss_limit_mb: u64) -> Result<(), Failed> {
     let out = std::process::Command::new(std::env::current_exe()?)
-        .env("OTWRAP_LOAD_CHILD", format!("{backend}:{n}"))
+        .env("OTWRAP_TEST_LOAD_CHILD", format!("{backend}:{n}"))
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -183,7 +183,7 @@ fn run_child(backend: &str, n: usize, rss_limit_mb: u64) -> Result<(), Failed> {
 
 #[otwrap::main]
 fn main() {
-    if let Some(spec) = std::env::var_os("OTWRAP_LOAD_CHILD") {
+    if let Some(spec) = std::env::var_os("OTWRAP_TEST_LOAD_CHILD") {
         let spec = spec.to_string_lossy().into_owned();
         let (backend, n) = spec.split_once(':').unwrap_or(("rayon", "1000"));
         child(backend, n.parse().unwrap_or(1000));

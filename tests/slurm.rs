@@ -19,11 +19,11 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use otwrap::prelude::*;
 
 /// The environment variable that turns this binary into a child driver.
-const CHILD_ENV: &str = "OTWRAP_SLURM_TEST_CHILD";
+const CHILD_ENV: &str = "OTWRAP_TEST_SLURM_CHILD";
 /// The run directory of the child driver.
-const CHILD_RUN_DIR_ENV: &str = "OTWRAP_SLURM_TEST_RUN_DIR";
+const CHILD_RUN_DIR_ENV: &str = "OTWRAP_TEST_SLURM_RUN_DIR";
 /// The evaluation log of the child driver's model.
-const CHILD_LOG_ENV: &str = "OTWRAP_SLURM_TEST_LOG";
+const CHILD_LOG_ENV: &str = "OTWRAP_TEST_SLURM_LOG";
 
 // ---------------------------------------------------------------------------
 // Models. Every one is declared on rayon; tests move them to SLURM at run

@@ -117,29 +117,20 @@ impl Schema {
     }
 }
 
-/// The closest valid name, for "did you mean" hints.
+/// The closest valid name, for "did you mean" hints: at most a third of
+/// the candidate's length away (and at least 2 edits), a swap of two
+/// neighbouring letters counting as one edit (`strsim::osa_distance`).
+///
+/// The runtime's `config::value::did_you_mean` applies the same rule to
+/// configuration keys; this crate cannot depend on the runtime, so each
+/// keeps this one call.
 pub(crate) fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (edit_distance(name, c), *c))
+        .map(|c| (strsim::osa_distance(name, c), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min()
         .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 fn literal(value: &Expr) -> Option<&Lit> {

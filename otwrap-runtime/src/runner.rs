@@ -18,7 +18,7 @@ use crate::config::{self, Backend, Options, ProgressMode, Settings};
 use crate::error::{render_input, Error, Location, PointError, PointFailure};
 use crate::model::Model;
 use crate::progress::{Bar, Progress, Tracker};
-use crate::worker::{protocol::WORKER_ENV, started_as_worker};
+use crate::worker::{handshake_in_env, protocol::WORKER_ENV};
 
 type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
 
@@ -207,7 +207,7 @@ impl<M: Model> Runner<M> {
             || settings.fail_fast
             || self.on_progress.is_some()
             || crate::progress::would_draw(settings.progress)
-            || started_as_worker()
+            || handshake_in_env().is_some()
             // Whether the model is cached at all (opening the store is
             // `run`'s job, once).
             || M::cache().is_some()
@@ -346,8 +346,11 @@ impl<M: Model> Runner<M> {
         settings: &Settings,
         deliver: &mut dyn FnMut(usize, Result<M::Output, PointError>),
     ) -> Result<Summary, Error> {
-        if started_as_worker() {
-            return Err(Error::NotAWorker { var: WORKER_ENV });
+        match handshake_in_env() {
+            Some(Ok(_)) => return Err(Error::NotAWorker { var: WORKER_ENV }),
+            // A user's OTWRAP_WORKER=4 in a program without #[otwrap::main].
+            Some(Err(refused)) => return Err(Error::Config(refused.to_string())),
+            None => {}
         }
         let total = inputs.len();
         let cache = ModelCache::of::<M>()?;

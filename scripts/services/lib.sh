@@ -44,9 +44,9 @@ descendants() {
 }
 
 # apt_install WHAT PACKAGE...: installs the packages (apt-get update once per
-# run, or not at all with OTWRAP_APT_UPDATED=1); exits 3 with the command to
+# run, or not at all with OTWRAP_TEST_APT_UPDATED=1); exits 3 with the command to
 # run when that needs root or apt-get is missing.
-APT_UPDATED="${OTWRAP_APT_UPDATED:-0}"
+APT_UPDATED="${OTWRAP_TEST_APT_UPDATED:-0}"
 apt_install() {
     local what="$1"; shift
     if [[ "$(id -u)" != 0 ]]; then

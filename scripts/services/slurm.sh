@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # A real single-node SLURM (munged + slurmctld + slurmd on localhost) for the
-# SLURM backend's tests. Node "localhost" declares ${OTWRAP_SLURM_CPUS:-16}
+# SLURM backend's tests. Node "localhost" declares ${OTWRAP_TEST_SLURM_CPUS:-16}
 # CPUs; partitions "debug" (default, no time limit) and "short" (MaxTime=1).
 #
 #   slurm.sh start    (re)start everything, run a smoke job; writes $DIR/env last
 #   slurm.sh stop     cancel all jobs, stop the daemons and leftover slurmstepd
 #   slurm.sh status   exit 0 if munged, slurmctld and slurmd are alive
 #
-# DIR is ${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services}/slurm; every state, spool,
+# DIR is ${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services}/slurm; every state, spool,
 # pid and log path is under it. Client commands need SLURM_CONF=$DIR/slurm.conf.
 # Needs root (and apt-get when the packages are not installed yet).
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
-BASE="$(realpath -m "${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services}")"
+BASE="$(realpath -m "${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services}")"
 DIR="$BASE/slurm"
 CONF="$DIR/slurm.conf"
-CPUS="${OTWRAP_SLURM_CPUS:-16}"
-CTLD_PORT="${OTWRAP_SLURMCTLD_PORT:-6817}"
-SLURMD_PORT="${OTWRAP_SLURMD_PORT:-6818}"
+CPUS="${OTWRAP_TEST_SLURM_CPUS:-16}"
+CTLD_PORT="${OTWRAP_TEST_SLURMCTLD_PORT:-6817}"
+SLURMD_PORT="${OTWRAP_TEST_SLURMD_PORT:-6818}"
 DAEMONS=(slurmd slurmctld munged) # stop order
 # Set in the daemons' environment (inherited by slurmstepd) to find leftovers.
-MARKER="OTWRAP_SLURM_SERVICE=$DIR"
+MARKER="OTWRAP_TEST_SLURM_SERVICE=$DIR"
 IDLE_DEADLINE=30
 SMOKE_DEADLINE=20
 

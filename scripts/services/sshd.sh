@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real sshd "hosts" on loopback for the SSH backend's tests: three instances on
-# 127.0.0.2, 127.0.0.3 and 127.0.0.4 (port ${OTWRAP_SSH_PORT:-2222}), root login
+# 127.0.0.2, 127.0.0.3 and 127.0.0.4 (port ${OTWRAP_TEST_SSH_PORT:-2222}), root login
 # with a generated key only.
 #
 #   sshd.sh start            (re)start all instances; writes $DIR/env last
@@ -9,14 +9,14 @@
 #   sshd.sh start-host ADDR  start that instance again, wait for logins
 #   sshd.sh status           list instances; exit 0 if all are alive
 #
-# DIR is ${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services}/ssh. Needs root (and
+# DIR is ${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services}/ssh. Needs root (and
 # apt-get when openssh-server is not installed yet).
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
-BASE="$(realpath -m "${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services}")"
+BASE="$(realpath -m "${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services}")"
 DIR="$BASE/ssh"
-PORT="${OTWRAP_SSH_PORT:-2222}"
+PORT="${OTWRAP_TEST_SSH_PORT:-2222}"
 ADDRS=(127.0.0.2 127.0.0.3 127.0.0.4)
 SSHD=/usr/sbin/sshd
 LOGIN_DEADLINE=10

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start every test service: sshd hosts (sshd.sh) and single-node SLURM (slurm.sh).
-# Each writes ${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services}/<service>/env when up.
+# Each writes ${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services}/<service>/env when up.
 # Exits non-zero if any service failed to start.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,7 +15,7 @@ if ((${#need[@]})) && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; th
     echo "up.sh: installing ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     if apt-get update -q >&2; then
-        export OTWRAP_APT_UPDATED=1
+        export OTWRAP_TEST_APT_UPDATED=1
         apt-get install -y -q --no-install-recommends "${need[@]}" >&2 ||
             echo "up.sh: apt-get install failed" >&2
     else
@@ -34,4 +34,4 @@ if ((${#failed[@]})); then
     echo "up.sh: services not started: ${failed[*]}" >&2
     exit 1
 fi
-echo "up.sh: all services up (${OTWRAP_SERVICES_DIR:-/tmp/otwrap-services})" >&2
+echo "up.sh: all services up (${OTWRAP_TEST_SERVICES_DIR:-/tmp/otwrap-services})" >&2

@@ -9,7 +9,7 @@
 //! mod services;
 //! ```
 //!
-//! Each service's script writes `$OTWRAP_SERVICES_DIR/<service>/env`
+//! Each service's script writes `$OTWRAP_TEST_SERVICES_DIR/<service>/env`
 //! (default `/tmp/otwrap-services`) last, once the service is up. [`ssh`] and
 //! [`slurm`] read that file and check that the daemons recorded in the
 //! `*.pid` files are alive. When not, the test is skipped with a visible
@@ -128,9 +128,9 @@ pub fn slurm(test: &str) -> Option<SlurmEnv> {
     }
 }
 
-/// `$OTWRAP_SERVICES_DIR`, default `/tmp/otwrap-services`.
+/// `$OTWRAP_TEST_SERVICES_DIR`, default `/tmp/otwrap-services`.
 pub fn services_dir() -> PathBuf {
-    match std::env::var_os("OTWRAP_SERVICES_DIR") {
+    match std::env::var_os("OTWRAP_TEST_SERVICES_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from("/tmp/otwrap-services"),
     }

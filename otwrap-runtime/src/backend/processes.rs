@@ -222,7 +222,7 @@ impl WorkerProcess {
     /// Starts a worker and completes the handshake for model `model`.
     fn spawn(exe: &Path, model: &str) -> Result<WorkerProcess, String> {
         let mut cmd = Command::new(exe);
-        cmd.env(WORKER_ENV, PROTOCOL_VERSION.to_string())
+        cmd.env(WORKER_ENV, crate::worker::protocol::worker_env_value())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

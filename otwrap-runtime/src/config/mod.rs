@@ -19,6 +19,11 @@
 //! The `ssh` and `slurm` backends read their own sections, `[ssh]` and
 //! `[slurm]` (also under `[model.NAME]`), and variables `OTWRAP_SSH_<KEY>`
 //! and `OTWRAP_SLURM_<KEY>`: see [`SshOptions`] and [`SlurmOptions`].
+//!
+//! A typo is never silent: an unknown key of the file is an error, a
+//! `[model.NAME]` section that matches no model of this program a warning
+//! (several programs may share one file), and the environment's `OTWRAP_*`
+//! names are checked as [`check_env_names`] says.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,10 +34,13 @@ use serde::Deserialize;
 
 use crate::error::Error;
 
+mod env;
 mod slurm;
 mod ssh;
 mod value;
 
+pub(crate) use env::skip_env_name_checks;
+pub use env::{check_env_names, known_names, INTERNAL_VARS, KNOWN_VARS, RESERVED_PREFIXES};
 pub use slurm::SlurmOptions;
 pub use ssh::{HostKeyCheck, HostSpec, SshOptions};
 pub use value::RawValue;
@@ -345,8 +353,28 @@ fn seconds(t: f64) -> Result<Duration, String> {
 }
 
 /// Reads the options for model `id` (named `name`) from a configuration
-/// file's text. `origin` names the file in errors.
+/// file's text. `origin` names the file in errors. A `[model.NAME]` section
+/// that matches no model of this program is a warning on stderr (see
+/// [`unmatched_model_sections`]).
 pub fn parse_config(text: &str, origin: &str, id: &str, name: &str) -> Result<Options, Error> {
+    let mut models = crate::model::registered_ids();
+    models.push(id);
+    let (options, warnings) = parse_config_for(text, origin, id, name, &models)?;
+    for warning in warnings {
+        env::warn_once(warning);
+    }
+    Ok(options)
+}
+
+/// [`parse_config`] for a program whose models have ids `known_models`: the
+/// options, and the warnings for the sections of other models.
+fn parse_config_for(
+    text: &str,
+    origin: &str,
+    id: &str,
+    name: &str,
+    known_models: &[&str],
+) -> Result<(Options, Vec<String>), Error> {
     // Flattened structs lose `deny_unknown_fields`, so check the keys first
     // to be able to list the valid ones.
     let table: toml::Table = text
@@ -393,11 +421,64 @@ pub fn parse_config(text: &str, origin: &str, id: &str, name: &str) -> Result<Op
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let warnings = unmatched_model_sections(
+        models.iter().map(|(key, _)| key.as_str()),
+        known_models,
+        origin,
+    );
     let specific = models
         .into_iter()
         .filter(|(key, _)| key == name || key == id)
         .fold(Options::default(), |acc, (_, o)| o.over(acc));
-    Ok(specific.over(global))
+    Ok((specific.over(global), warnings))
+}
+
+/// The warnings for the `[model.NAME]` sections (`sections`, the NAMEs) of
+/// configuration file `origin` that match none of the models of ids
+/// `models`, by name (the id's last segment) or by full id. A warning, not an
+/// error: the binaries of one project may share one `otwrap.toml`.
+///
+/// ```
+/// use otwrap_runtime::config::unmatched_model_sections;
+///
+/// let models = ["app::beam", "app::solver::wall"];
+/// let w = unmatched_model_sections(["beam", "app::solver::wall", "bema"], &models, "otwrap.toml");
+/// assert_eq!(w.len(), 1);
+/// assert!(w[0].contains("[model.bema] matches no model"));
+/// assert!(w[0].contains("did you mean [model.beam]?"));
+/// assert!(w[0].contains("beam (app::beam), wall (app::solver::wall)"));
+/// ```
+pub fn unmatched_model_sections<'a>(
+    sections: impl IntoIterator<Item = &'a str>,
+    models: &[&str],
+    origin: &str,
+) -> Vec<String> {
+    let mut ids: Vec<&str> = models.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let names: Vec<&str> = ids
+        .iter()
+        .map(|id| id.rsplit("::").next().unwrap_or(id))
+        .collect();
+    sections
+        .into_iter()
+        .filter(|key| !ids.contains(key) && !names.contains(key))
+        .map(|key| {
+            let hint = value::did_you_mean(key, &names)
+                .map(|n| format!(" (did you mean [model.{n}]?)"))
+                .unwrap_or_default();
+            let list: Vec<String> = ids
+                .iter()
+                .zip(&names)
+                .map(|(id, name)| format!("{name} ({id})"))
+                .collect();
+            format!(
+                "{origin}: [model.{key}] matches no model of this program, so its options are not used{hint}; \
+                 this program's models are: {}. A section for another program sharing this file can stay",
+                list.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Reads one level of options: plain keys, and the `[ssh]` and `[slurm]`
@@ -471,8 +552,10 @@ pub fn load_file(path: Option<&Path>, id: &str, name: &str) -> Result<Options, E
     parse_config(&text, &path.display().to_string(), id, name)
 }
 
-/// Reads the `OTWRAP_*` environment variables.
+/// Reads the `OTWRAP_*` environment variables, after checking their names
+/// (see [`check_env_names`]; its warnings go to stderr, once per process).
 pub fn from_env() -> Result<Options, Error> {
+    env::check_process_env()?;
     from_vars(|key| std::env::var(key).ok())
 }
 
@@ -517,7 +600,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Options, Error>
         ssh: {
             let mut o = SshOptions::default();
             for key in SshOptions::KEYS {
-                let name = format!("OTWRAP_SSH_{}", key.to_ascii_uppercase());
+                let name = env::backend_var("OTWRAP_SSH_", key);
                 parse(&var, &name, |v| o.set(key, RawValue::Str(v.to_string())))?;
             }
             o
@@ -525,7 +608,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Options, Error>
         slurm: {
             let mut o = SlurmOptions::default();
             for key in SlurmOptions::KEYS {
-                let name = format!("OTWRAP_SLURM_{}", key.to_ascii_uppercase());
+                let name = env::backend_var("OTWRAP_SLURM_", key);
                 parse(&var, &name, |v| o.set(key, RawValue::Str(v.to_string())))?;
             }
             o
@@ -593,6 +676,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("OTWRAP_WORKERS"), "{e}");
+    }
+
+    #[test]
+    fn a_section_for_no_model_of_this_program_is_a_warning() {
+        let text = "workers = 3\n[model.nope]\nworkers = 9\n[model.beam]\nretries = 1\n\
+                    [model.\"app::wall\"]\nretries = 4\n";
+        let models = ["app::beam", "app::wall"];
+        let (o, warnings) =
+            parse_config_for(text, "otwrap.toml", "app::beam", "beam", &models).expect("valid");
+        assert_eq!((o.workers, o.retries), (Some(3), Some(1)));
+        assert_eq!(
+            warnings,
+            vec![
+                "otwrap.toml: [model.nope] matches no model of this program, so its options are not used; \
+                 this program's models are: beam (app::beam), wall (app::wall). \
+                 A section for another program sharing this file can stay"
+                    .to_string()
+            ]
+        );
+        // A near miss gets a hint.
+        let (_, warnings) =
+            parse_config_for("[model.bema]\n", "f.toml", "app::beam", "beam", &models)
+                .expect("valid");
+        assert!(
+            warnings[0].contains("(did you mean [model.beam]?)"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -192,24 +192,26 @@ pub(crate) fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-/// The suggestion for a misspelled key, if one is close.
+/// The candidate closest to `name` and its distance: the optimal string
+/// alignment distance (`strsim::osa_distance`), where a swap of two
+/// neighbouring letters (`backned`) counts as one edit, like a wrong,
+/// missing or extra letter. Ties go to the first candidate in sort order.
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<(usize, &'a str)> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::osa_distance(name, c), c))
+        .min()
+}
+
+/// The suggestion for a misspelled key, if one is close: at most a third
+/// of the key's length away, and at least 2 edits (the macro crate's
+/// `args::closest` applies the same rule to attribute arguments).
 pub(crate) fn did_you_mean<'a>(key: &str, keys: &[&'a str]) -> Option<&'a str> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut prev = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let cur = row[j + 1];
-                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-                prev = cur;
-            }
-        }
-        row[b.len()]
-    }
     keys.iter()
-        .map(|k| (distance(key, k), *k))
+        .map(|k| (strsim::osa_distance(key, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
         .min()
         .map(|(_, k)| k)

@@ -1,6 +1,8 @@
-//! Worker mode: the same binary, started by a driver with
-//! `OTWRAP_WORKER` set, serves evaluations of one registered model over its
-//! standard input and output until the driver closes them.
+//! Worker mode: the same binary, started by a driver with `OTWRAP_WORKER`
+//! set to its handshake value, serves evaluations of one registered model
+//! over its standard input and output until the driver closes them. Any
+//! other value of `OTWRAP_WORKER` is refused before a byte of the protocol
+//! is written.
 
 pub mod protocol;
 pub(crate) mod task;
@@ -13,26 +15,47 @@ use std::sync::{mpsc, Arc};
 
 use crate::model::{find_registered, registered_ids, EvalContext};
 use protocol::{
-    read_frame, write_frame, FromWorker, ToWorker, MAGIC, PROTOCOL_VERSION, WORKER_ENV,
+    parse_handshake, read_frame, write_frame, FromWorker, Handshake, HandshakeError, ToWorker,
+    MAGIC, PROTOCOL_VERSION, WORKER_ENV,
 };
 
-/// `true` when this process was started as a worker (and has not yet been
-/// taken over by [`run_if_worker`]).
+/// The exit status of a program whose `OTWRAP_WORKER` is not a driver's
+/// handshake (`EX_CONFIG` of sysexits.h).
+pub const REFUSED_EXIT: i32 = 78;
+
+/// What `OTWRAP_WORKER` asks of this process: `None` when it is not set,
+/// else the mode a driver asked for or why the value is refused.
+pub fn handshake_in_env() -> Option<Result<Handshake, HandshakeError>> {
+    std::env::var_os(WORKER_ENV).map(|value| parse_handshake(&value))
+}
+
+/// `true` when this process was started as a worker by a driver's handshake
+/// (and has not yet been taken over by [`run_if_worker`]).
 pub fn started_as_worker() -> bool {
-    std::env::var_os(WORKER_ENV).is_some()
+    matches!(handshake_in_env(), Some(Ok(_)))
 }
 
 /// Called first thing in `main` by `#[otwrap::main]`: when the process was
 /// started as a worker, serves the driver and exits; when it was started as
-/// a SLURM array task (`OTWRAP_WORKER=task`), evaluates its points from the
-/// run directory and exits; otherwise returns at once.
+/// a SLURM array task, evaluates its points from the run directory and
+/// exits; when `OTWRAP_WORKER` holds anything else (a user's
+/// `OTWRAP_WORKER=4` meant for `OTWRAP_WORKERS`), says so on stderr and
+/// exits with [`REFUSED_EXIT`], stdout untouched; otherwise returns at once.
 pub fn run_if_worker() {
-    // A SLURM array task: works from the run directory, then exits.
-    if task::requested() {
+    let mode = match handshake_in_env() {
+        None => return,
+        Some(Ok(mode)) => mode,
+        Some(Err(refused)) => {
+            eprintln!("otwrap: {refused}");
+            std::process::exit(REFUSED_EXIT);
+        }
+    };
+    // The driver checked the environment's OTWRAP_* names; a batch the model
+    // runs here must not warn about them again.
+    crate::config::skip_env_name_checks();
+    if mode == Handshake::Task {
+        // A SLURM array task: works from the run directory, then exits.
         task::run();
-    }
-    if !started_as_worker() {
-        return;
     }
     // Programs the model starts must not believe they are workers too.
     std::env::remove_var(WORKER_ENV);

@@ -16,10 +16,131 @@ use crate::layers::Failed;
 pub const MAGIC: &[u8; 8] = b"OTWRAPW\x01";
 /// The protocol version; a driver and a worker must agree on it.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// The environment variable that starts a binary in worker mode.
+/// The environment variable that starts a binary in worker mode. It is
+/// internal: a driver sets it to [`worker_env_value`] (or, in a SLURM job
+/// script, [`task_env_value`]), and any other value is refused.
 pub const WORKER_ENV: &str = "OTWRAP_WORKER";
 /// The largest frame accepted (larger lengths are corrupt data, not inputs).
 pub const MAX_FRAME: usize = 256 << 20;
+
+/// The tag of [`WORKER_ENV`] for a worker serving a driver over its
+/// standard input and output.
+const SERVE_TAG: &str = "otwrap-worker";
+/// The tag of [`WORKER_ENV`] for a SLURM array task.
+const TASK_TAG: &str = "otwrap-task";
+/// The token's length in hexadecimal digits (128 bits).
+const TOKEN_DIGITS: usize = 32;
+
+/// What the driver's [`WORKER_ENV`] value asks of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Serve a driver over the standard input and output.
+    Serve,
+    /// Evaluate the points of a SLURM array task from its run directory.
+    Task,
+}
+
+/// Why a [`WORKER_ENV`] value does not start worker mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The value is not one a driver sets: most likely a user's typo for
+    /// `OTWRAP_WORKERS`, or a driver of an otwrap version before the
+    /// handshake token.
+    #[error(
+        "{WORKER_ENV}={value:?} is refused: this environment variable is internal to otwrap \
+         (a driver sets it to start its worker processes) and is not set by hand; \
+         did you mean `OTWRAP_WORKERS` (the number of workers)? Unset {WORKER_ENV} and run again. \
+         If an otwrap driver started this program, the two were built with different otwrap \
+         versions: rebuild them with the same one"
+    )]
+    NotAHandshake {
+        /// The value found (its first 80 characters).
+        value: String,
+    },
+    /// A driver of another protocol version started this program.
+    #[error(
+        "this program was started as an otwrap worker by a driver speaking worker protocol \
+         {driver}, but it speaks protocol {PROTOCOL_VERSION}: rebuild the driver and this program \
+         with the same otwrap version"
+    )]
+    OtherProtocol {
+        /// The driver's protocol version.
+        driver: u32,
+    },
+}
+
+/// The value of [`WORKER_ENV`] with which this driver starts its workers:
+/// `otwrap-worker:<protocol>:<token>`, the token drawn once per driver
+/// process from the operating system's random source. A worker starts
+/// only on a value of this exact shape (see [`parse_handshake`]), so a user's
+/// `OTWRAP_WORKER=4` can never make a program speak the protocol.
+///
+/// ```
+/// use otwrap_runtime::worker::protocol::{parse_handshake, worker_env_value, Handshake};
+///
+/// let value = worker_env_value();
+/// assert!(value.starts_with("otwrap-worker:"));
+/// assert_eq!(parse_handshake(value.as_ref()), Ok(Handshake::Serve));
+/// assert!(parse_handshake("4".as_ref()).is_err());
+/// ```
+pub fn worker_env_value() -> &'static str {
+    static VALUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VALUE.get_or_init(|| format!("{SERVE_TAG}:{PROTOCOL_VERSION}:{}", driver_token()))
+}
+
+/// The value of [`WORKER_ENV`] in a SLURM job script, which starts array-task
+/// mode: `otwrap-task:<protocol>:<token>`, with the same token as
+/// [`worker_env_value`].
+pub fn task_env_value() -> &'static str {
+    static VALUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VALUE.get_or_init(|| format!("{TASK_TAG}:{PROTOCOL_VERSION}:{}", driver_token()))
+}
+
+/// This driver process's token: 128 bits from the OS random source, in hex.
+fn driver_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let mut bytes = [0u8; TOKEN_DIGITS / 2];
+        if getrandom::fill(&mut bytes).is_err() {
+            // The token only has to be a value nobody types by accident,
+            // not a secret: without an OS random source, mix what differs
+            // between processes.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let seed = format!("{}:{now}:{:p}", std::process::id(), &bytes);
+            bytes = xxhash_rust::xxh3::xxh3_128(seed.as_bytes()).to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// Reads a [`WORKER_ENV`] value: the mode a driver asked for, or why the
+/// value is refused. Cheap (a few string comparisons): every worker calls
+/// it first thing.
+pub fn parse_handshake(value: &std::ffi::OsStr) -> Result<Handshake, HandshakeError> {
+    let refused = || HandshakeError::NotAHandshake {
+        value: value.to_string_lossy().chars().take(80).collect(),
+    };
+    let text = value.to_str().ok_or_else(refused)?;
+    let (tag, rest) = text.split_once(':').ok_or_else(refused)?;
+    let mode = match tag {
+        SERVE_TAG => Handshake::Serve,
+        TASK_TAG => Handshake::Task,
+        _ => return Err(refused()),
+    };
+    let (protocol, token) = rest.split_once(':').ok_or_else(refused)?;
+    let protocol: u32 = protocol.parse().map_err(|_| refused())?;
+    if protocol != PROTOCOL_VERSION {
+        return Err(HandshakeError::OtherProtocol { driver: protocol });
+    }
+    if token.len() != TOKEN_DIGITS || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refused());
+    }
+    Ok(mode)
+}
 
 /// Driver to worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +400,56 @@ mod tests {
         assert!(e.contains("Hello, world!"), "{e}");
         let e = read_greeting(&mut &b""[..]).unwrap_err();
         assert!(e.contains("without writing"), "{e}");
+    }
+
+    #[test]
+    fn only_a_drivers_handshake_starts_worker_mode() {
+        assert_eq!(
+            parse_handshake(worker_env_value().as_ref()),
+            Ok(Handshake::Serve)
+        );
+        assert_eq!(
+            parse_handshake(task_env_value().as_ref()),
+            Ok(Handshake::Task)
+        );
+        // One token per driver process, in both values.
+        let token = |v: &str| v.rsplit(':').next().map(str::to_string);
+        assert_eq!(token(worker_env_value()), token(task_env_value()));
+        assert_eq!(token(worker_env_value()).map(|t| t.len()), Some(32));
+        let token = "0123456789abcdef0123456789abcdef";
+        for refused in [
+            "4".to_string(),
+            "1".to_string(),
+            "task".to_string(),
+            "true".to_string(),
+            String::new(),
+            format!("otwrap-worker:1:{}", &token[1..]),
+            format!("otwrap-worker:1:{token}0"),
+            format!("otwrap-worker:1:{}", token.replace('a', "g")),
+            format!("otwrap-worker::{token}"),
+            format!("otwrap-worker:{token}"),
+            format!("otwrap-workers:1:{token}"),
+        ] {
+            let e = parse_handshake(refused.as_ref()).unwrap_err();
+            assert!(
+                matches!(e, HandshakeError::NotAHandshake { .. }),
+                "{refused:?}: {e}"
+            );
+            let message = e.to_string();
+            assert!(message.contains("internal to otwrap"), "{message}");
+            assert!(
+                message.contains("did you mean `OTWRAP_WORKERS`"),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            parse_handshake(format!("otwrap-worker:2:{token}").as_ref()),
+            Err(HandshakeError::OtherProtocol { driver: 2 })
+        );
+        assert_eq!(
+            parse_handshake(format!("otwrap-task:1:{token}").as_ref()),
+            Ok(Handshake::Task)
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Array-task mode: the worker binary started by a SLURM job script (with
-//! `OTWRAP_WORKER=task`) evaluates the points of its array task, read from
+//! `OTWRAP_WORKER=otwrap-task:<protocol>:<token>`) evaluates the points of its array task, read from
 //! the run directory, and appends one checksummed record per finished point
 //! to its own result log, then an end record. There is no driver to talk
 //! to: the run directory is the only channel.
@@ -30,8 +30,6 @@ use crate::model::{find_registered, registered_ids, EvalContext, InvokeFn};
 
 use super::protocol::WORKER_ENV;
 
-/// The value of `OTWRAP_WORKER` that starts array-task mode.
-pub(crate) const TASK_MODE: &str = "task";
 /// The run directory.
 pub(crate) const RUN_ENV: &str = "OTWRAP_TASK_RUN";
 /// The submission whose tasks file lists this task's points.
@@ -45,11 +43,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigterm(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
-}
-
-/// `true` when this process was started as a SLURM array task.
-pub(crate) fn requested() -> bool {
-    std::env::var_os(WORKER_ENV).is_some_and(|v| v == TASK_MODE)
 }
 
 /// Runs the array task and exits: 0 when every point has a record (model

@@ -10,7 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::worker::protocol::{
-    read_frame, read_greeting, write_frame, FromWorker, ToWorker, PROTOCOL_VERSION, WORKER_ENV,
+    read_frame, read_greeting, worker_env_value, write_frame, FromWorker, ToWorker,
+    PROTOCOL_VERSION, WORKER_ENV,
 };
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,7 +19,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Starts `exe` in worker mode and asks for `model`.
 pub(crate) fn check_worker(exe: &Path, model: &str) -> Result<(), String> {
     let mut child = Command::new(exe)
-        .env(WORKER_ENV, PROTOCOL_VERSION.to_string())
+        .env(WORKER_ENV, worker_env_value())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -129,7 +129,10 @@ pub(crate) fn render(spec: &ScriptSpec<'_>) -> Result<String, String> {
     s.push('\n');
     let timeout = spec.timeout.map(|t| t.as_secs_f64().to_string());
     let vars = [
-        (crate::worker::protocol::WORKER_ENV, Some(task::TASK_MODE)),
+        (
+            crate::worker::protocol::WORKER_ENV,
+            Some(crate::worker::protocol::task_env_value()),
+        ),
         (task::RUN_ENV, Some(run_dir)),
         (task::SUBMISSION_ENV, Some(&spec.submission.to_string())),
         (task::MODEL_ENV, Some(spec.model_id)),
@@ -207,7 +210,8 @@ mod tests {
             "#SBATCH --exclusive\n",
             "#SBATCH --comment=x y\n",
             "module load ot\nexport A=1\n",
-            "OTWRAP_WORKER=task\nexport OTWRAP_WORKER\n",
+            "OTWRAP_WORKER=otwrap-task:1:",
+            "\nexport OTWRAP_WORKER\n",
             "OTWRAP_TASK_RUN='/shared/it'\\''s/run'\n",
             "OTWRAP_TASK_SUBMISSION=3\n",
             "OTWRAP_TASK_MODEL=crate::beam\n",

@@ -447,7 +447,8 @@ impl<M: Model> Connection<'_, '_, M> {
         // shell itself, not through `env`: execvp would retry a binary of the
         // wrong architecture as a shell script and hide the real error.
         let command = format!(
-            "{WORKER_ENV}={PROTOCOL_VERSION}; export {WORKER_ENV}; exec {}",
+            "{WORKER_ENV}={}; export {WORKER_ENV}; exec {}",
+            crate::worker::protocol::worker_env_value(),
             shell_quote(&path.to_string_lossy())
         );
         let mut slots = Vec::with_capacity(self.slots);
