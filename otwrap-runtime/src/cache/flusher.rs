@@ -78,6 +78,27 @@ pub(super) fn write_count(dir: &Path, entries: u64) -> io::Result<()> {
     fs::rename(&temp, dir.join(COUNT_FILE_NAME))
 }
 
+/// sled's error as an `io::Error` that displays well: an I/O error as
+/// itself ("No space left on device"), not sled's debug rendering of it.
+pub(super) fn sled_to_io(err: sled::Error) -> io::Error {
+    match err {
+        sled::Error::Io(err) => match os_error_code(&err.to_string()) {
+            // sled hands out copies of a failed write as `Os { code: 28, .. }`
+            // text (its errors are cloned through their debug form).
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => err,
+        },
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// The `N` of a debug-printed `Os { code: N, .. }`.
+fn os_error_code(text: &str) -> Option<i32> {
+    let rest = text.strip_prefix("Os { code: ")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
 /// Why a flush failed, kept so that every waiter and the next insert can
 /// report it (an `io::Error` cannot be cloned).
 #[derive(Debug)]
@@ -326,7 +347,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db) {
 
         let result = match panic::catch_unwind(AssertUnwindSafe(|| db.flush())) {
             Ok(Ok(_)) => shared.record_count(entries, removed),
-            Ok(Err(e)) => Err(io::Error::from(e)),
+            Ok(Err(e)) => Err(sled_to_io(e)),
             Err(_) => Err(io::Error::other("sled panicked while flushing")),
         };
 
@@ -362,6 +383,19 @@ fn flush_loop(shared: &Shared, db: &sled::Db) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sled_io_errors_display_as_the_os_error() {
+        let copied = sled::Error::Io(io::Error::other(format!(
+            "{:?}",
+            io::Error::from_raw_os_error(libc::ENOSPC)
+        )));
+        let err = sled_to_io(copied);
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let plain = sled_to_io(sled::Error::Io(io::Error::other("could not acquire lock")));
+        assert_eq!(plain.to_string(), "could not acquire lock");
+    }
 
     #[test]
     fn count_file_round_trips_and_refuses_garbage() {

@@ -364,14 +364,14 @@ impl DiskStore {
     fn read_error(&self, err: sled::Error) -> CacheError {
         CacheError::Read {
             path: self.path.clone(),
-            source: err.into(),
+            source: flusher::sled_to_io(err),
         }
     }
 
     fn write_error(&self, err: sled::Error) -> CacheError {
         CacheError::Write {
             path: self.path.clone(),
-            source: err.into(),
+            source: flusher::sled_to_io(err),
         }
     }
 
