@@ -695,11 +695,14 @@ fn check_entry_count(dir: &Path, found: u64) {
     match flusher::read_count(dir) {
         Recorded::Entries(expected) if found < expected => warn_store(&format!(
             "the cache at {} holds {found} entries but {expected} were stored: its files \
-             were truncated or damaged (a full disk, a copy cut short, a crash of the machine) \
-             and {} results are lost. They will be recomputed and stored again. To keep the \
+             were truncated or damaged (a full disk, a copy cut short, a crash of the machine), \
+             so {} missing. They will be recomputed and stored again. To keep the \
              damaged store for inspection, stop this run and move {} away.",
             dir.display(),
-            expected - found,
+            match expected - found {
+                1 => "1 result is".to_owned(),
+                n => format!("{n} results are"),
+            },
             dir.display(),
         )),
         Recorded::Unreadable(why) => warn_store(&format!(
