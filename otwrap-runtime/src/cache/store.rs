@@ -1494,5 +1494,18 @@ mod tests {
             "insert with group commit, then flush: {}",
             rate(N, t.elapsed())
         );
+
+        // Opening: sled's recovery, then the entry count check's scan.
+        let entries = store.len().unwrap();
+        drop(store);
+        let t = Instant::now();
+        let db = open_sled(dir.path()).unwrap();
+        let sled_open = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(count_entries(dir.path(), &db).unwrap() as usize, entries);
+        println!(
+            "open with {entries} entries: sled {sled_open:?}, counting them {:?}",
+            t.elapsed()
+        );
     }
 }
