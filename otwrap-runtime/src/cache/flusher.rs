@@ -9,9 +9,10 @@
 //! flush under way, not a time window. sled's flush also calls fsync, but the
 //! guarantee made is against a process kill, not a power loss.
 //!
-//! After each successful flush the thread records how many entries the
-//! store holds in [`COUNT_FILE_NAME`] (written to a temporary file, then
-//! renamed over it). The number written never exceeds what the flushed store
+//! After a successful flush the thread records how many entries the store
+//! holds in [`COUNT_FILE_NAME`] (written to a temporary file, then renamed
+//! over it): after every flush when results arrive slower than flushes, at
+//! most every 100 ms in a flood of cheap results. The number written never exceeds what the flushed store
 //! holds: inserts count only when they add a key (sled returns the replaced
 //! value), and a removal (`clear`, a damaged entry) lowers the file before it
 //! is applied. On the next open, a store holding fewer entries than the file
@@ -24,6 +25,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 /// Name of the file, inside a disk cache directory, that records how many
 /// entries the store held after its last flush.
@@ -31,6 +33,9 @@ pub const COUNT_FILE_NAME: &str = "otwrap.entries";
 /// The temporary file renamed over [`COUNT_FILE_NAME`]; one fixed name, so a
 /// process killed between write and rename leaves one stale file, not many.
 const COUNT_TEMP_NAME: &str = "otwrap.entries.tmp";
+/// How often the count file is rewritten while flushes follow each other
+/// without a pause (a flood of cheap results).
+const COUNT_EVERY: Duration = Duration::from_millis(100);
 /// First line of the count file: what it is and its format version.
 const COUNT_HEADER: &str = "otwrap cache entry count, format 1";
 
@@ -323,6 +328,7 @@ impl Drop for StopGuard<'_> {
 
 fn flush_loop(shared: &Shared, db: &sled::Db) {
     let _stop = StopGuard(shared);
+    let mut last_count = Instant::now();
     let mut state = shared.state();
     loop {
         while !(state.closing || state.retry || state.applied > state.attempted) {
@@ -337,6 +343,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db) {
             return;
         }
         let closing = state.closing;
+        let requested = state.retry;
         let target = state.applied;
         let (entries, removed) = (state.entries, state.removed);
         state.retry = false;
@@ -346,7 +353,20 @@ fn flush_loop(shared: &Shared, db: &sled::Db) {
         drop(state);
 
         let result = match panic::catch_unwind(AssertUnwindSafe(|| db.flush())) {
-            Ok(Ok(_)) => shared.record_count(entries, removed),
+            Ok(Ok(_)) => {
+                // In a flood of inserts the next flush starts at once: the
+                // count is then written at most every COUNT_EVERY (a count
+                // behind the store only checks less, never warns wrongly).
+                // When the store goes quiet, a flush is asked for or the
+                // store closes, it is written after every flush.
+                let quiet = shared.state().applied == target;
+                if quiet || requested || closing || last_count.elapsed() >= COUNT_EVERY {
+                    last_count = Instant::now();
+                    shared.record_count(entries, removed)
+                } else {
+                    Ok(())
+                }
+            }
             Ok(Err(e)) => Err(sled_to_io(e)),
             Err(_) => Err(io::Error::other("sled panicked while flushing")),
         };

@@ -216,7 +216,8 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
 /// write has reached the kernel), not against a power loss or a kernel
 /// crash. The thread ends when the store is dropped, after a last flush.
 ///
-/// Lost entries are noticed: after each flush the store records how many
+/// Lost entries are noticed: after its flushes (at most every 100 ms while
+/// flushes follow each other without a pause) the store records how many
 /// entries it holds in [`COUNT_FILE_NAME`] beside sled's files. If a store
 /// is opened holding fewer entries than recorded (its files were truncated
 /// or damaged and sled recovered what it could), a warning names the path,
