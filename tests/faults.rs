@@ -257,66 +257,123 @@ fn cached_square(x: u32) -> u32 {
 }
 
 fn damaged_cache_is_reported_or_recomputed_never_wrong() -> Result<(), Failed> {
-    let inputs: Vec<u32> = (0..200).collect();
-    for damage in ["truncate", "garbage"] {
+    const STORED: u64 = 200;
+    // sled's log `db` cut at 1,000 bytes, at half, 10 bytes short, or
+    // overwritten with garbage; and its `conf` overwritten with garbage.
+    type Cut = fn(u64) -> Option<u64>;
+    let damages: [(&str, &str, Cut); 5] = [
+        ("db cut at 1000 bytes", "db", |_| Some(1000)),
+        ("db cut at half", "db", |len| Some(len / 2)),
+        ("db cut 10 bytes short", "db", |len| {
+            Some(len.saturating_sub(10))
+        }),
+        ("db garbage", "db", |_| None),
+        ("conf garbage", "conf", |_| None),
+    ];
+    let mut outcomes = Vec::new();
+    for (damage, file, cut) in damages {
         let dir = tempfile::tempdir()?;
         let cache = dir.path().join("cache");
         // A child process fills the cache (stores stay open for the life of a process).
         let status = std::process::Command::new(std::env::current_exe()?)
             .env("OTWRAP_TEST_FAULTS_FILL_CACHE", "1")
             .env("OTWRAP_CACHE_DIR", &cache)
+            .stdout(std::process::Stdio::null())
             .status()?;
         if !status.success() {
             return Err(format!("filling the cache failed: {status}").into());
         }
-        let mut damaged = 0;
-        for entry in walk(&cache) {
-            let len = std::fs::metadata(&entry)?.len();
-            if len == 0 {
-                continue;
-            }
-            match damage {
-                "truncate" => std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&entry)?
-                    .set_len(len / 2)?,
-                _ => std::fs::write(&entry, vec![0xA5u8; len as usize])?,
-            }
-            damaged += 1;
+        let db = cache.join(file);
+        let len = std::fs::metadata(&db)?.len();
+        match cut(len) {
+            Some(at) if at < len => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&db)?
+                .set_len(at)?,
+            Some(_) => return Err(format!("{damage}: the store is only {len} bytes").into()),
+            None => std::fs::write(&db, vec![0xA5u8; len as usize])?,
         }
-        if damaged == 0 {
-            return Err("no cache file to damage".into());
+        // What sled recovers from these files, found on a copy (opening the
+        // store itself would record the new count and spend the warning).
+        let copy = dir.path().join("copy");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&cache)
+            .arg(&copy)
+            .status()?;
+        if !copied.success() {
+            return Err(format!("cp -a failed: {copied}").into());
         }
+        let found = match otwrap_runtime::cache::store::DiskStore::open(&copy) {
+            Ok(store) => {
+                use otwrap_runtime::cache::store::CacheStore as _;
+                Some(store.len()? as u64)
+            }
+            Err(_) => None,
+        };
+
         let out = std::process::Command::new(std::env::current_exe()?)
             .env("OTWRAP_TEST_FAULTS_FILL_CACHE", "1")
             .env("OTWRAP_CACHE_DIR", &cache)
             .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
+        let path = std::fs::canonicalize(&cache)?.display().to_string();
         eprintln!(
-            "{damage}: {} files damaged; rerun {}: {}",
-            damaged,
+            "{damage} ({len} bytes): {} entries recoverable; rerun {}: {}",
+            found.map_or("no".to_string(), |n| n.to_string()),
             out.status,
             stderr.lines().next().unwrap_or("")
         );
-        if out.status.success() {
-            // Recomputed what it could not read: the values are checked in the child.
-            if !stdout.contains("values ok") {
-                return Err(format!("{damage}: wrong values after damage: {stdout}").into());
-            }
-        } else if !(stderr.contains(&cache.display().to_string())
-            && stderr.contains("move it away"))
-        {
-            return Err(
-                format!("{damage}: the error does not name the damaged cache: {stderr}").into(),
-            );
-        }
         // Never a panic.
         if stderr.contains("panicked") {
             return Err(format!("{damage}: a panic on a damaged cache: {stderr}").into());
         }
+        outcomes.push(found.is_some());
+        match found {
+            // sled cannot open it: a clear error naming the store and what to do.
+            None => {
+                if out.status.success()
+                    || !(stderr.contains(&path) && stderr.contains("move it away"))
+                {
+                    return Err(format!(
+                        "{damage}: the unreadable store is not a clear error ({}): {stderr}",
+                        out.status
+                    )
+                    .into());
+                }
+            }
+            Some(found) => {
+                // Recomputed what it could not read: the values are checked in the child.
+                if !out.status.success() || !stdout.contains("values ok") {
+                    return Err(format!(
+                        "{damage}: the rerun failed or gave wrong values ({}): {stdout}{stderr}",
+                        out.status
+                    )
+                    .into());
+                }
+                let warning = format!("holds {found} entries but {STORED} were stored");
+                let warned = stderr.contains(&warning) && stderr.contains(&path);
+                // Lost entries are never recomputed in silence; a cut that
+                // lost nothing has nothing to say.
+                if (found < STORED) != warned {
+                    return Err(format!(
+                        "{damage}: {found} of {STORED} entries recovered, warned: {warned}: {stderr}"
+                    )
+                    .into());
+                }
+                if warned && !(stderr.contains("recomputed") && stderr.contains("move")) {
+                    return Err(
+                        format!("{damage}: the warning does not say what to do: {stderr}").into(),
+                    );
+                }
+            }
+        }
     }
-    let _ = inputs;
+    // Both ways were taken: a recovered store warned, an unreadable one refused.
+    if !(outcomes.contains(&true) && outcomes.contains(&false)) {
+        return Err(format!("recovered (true) or refused (false): {outcomes:?}").into());
+    }
     Ok(())
 }
 
@@ -336,21 +393,6 @@ fn fill_cache() -> ! {
             std::process::exit(2)
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.filter_map(Result::ok) {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Records its worker's pid, then takes a while.

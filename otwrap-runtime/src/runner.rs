@@ -477,8 +477,12 @@ impl<M: Model> Runner<M> {
         })?;
         if let Some(cache) = &cache {
             if let Err(e) = cache.flush() {
+                // Usually the same failure (a full disk) the inserts already
+                // reported: said once per batch, counted.
                 store_failures += 1;
-                report_store_failure(&e);
+                if store_failures == 1 {
+                    report_store_failure(&e);
+                }
             }
         }
         let reason = match (settings.fail_fast, books.first_failure) {

@@ -20,6 +20,7 @@
 //! in `depends`, or bump `version`.
 
 pub mod depends;
+mod flusher;
 pub mod key;
 pub mod store;
 
@@ -163,14 +164,14 @@ impl ModelCache {
         })
     }
 
-    /// Stores an entry, and flushes to disk when due (so a killed run loses
-    /// at most the last fraction of a second).
+    /// Stores an entry; a disk store writes it out with its next flush, which
+    /// starts as soon as the previous one ends (so a killed run loses only
+    /// what the last flush had not yet covered).
     pub fn store(&self, input: &[u8], entry: Entry) -> Result<(), CacheError> {
-        self.store.insert(&self.key(input), entry)?;
-        self.store.flush_if_due().map(|_| ())
+        self.store.insert(&self.key(input), entry)
     }
 
-    /// Writes everything stored so far to disk.
+    /// Waits until everything stored so far is written out.
     pub fn flush(&self) -> Result<(), CacheError> {
         self.store.flush()
     }

@@ -9,7 +9,10 @@
 //!   lock on its directory, so a path is opened once per process and shared;
 //! - the cross-process lock (`otwrap.lock` in the cache directory), so a
 //!   second otwrap process is told clearly which cache is busy;
-//! - durability: [`CacheStore::flush_if_due`] bounds what a crash can lose.
+//! - durability: group commit (see [`DiskStore`]), so a killed process
+//!   loses only the results inserted during the flush under way;
+//! - noticing lost entries: the entry count kept beside the store
+//!   ([`COUNT_FILE_NAME`]) is checked when the store opens.
 //!
 //! sled stays behind this module: no sled type appears in the public API.
 
@@ -23,7 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::flusher::{self, Flusher, Recorded};
 use super::key::{CacheKey, KeyPrefix, PREFIX_LEN};
+
+pub use super::flusher::COUNT_FILE_NAME;
 
 /// Name of the lock file otwrap keeps inside every disk cache directory.
 pub const LOCK_FILE_NAME: &str = "otwrap.lock";
@@ -153,9 +159,13 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     /// The entry stored under `key`, or `None` on a miss (including a damaged entry).
     fn get(&self, key: &CacheKey) -> Result<Option<Entry>, CacheError>;
 
-    /// Stores `entry` under `key`, replacing any previous entry. Not durable
-    /// until the next [`flush`](CacheStore::flush) (or sled's own background
-    /// flush, every 500 ms).
+    /// Stores `entry` under `key`, replacing any previous entry. A disk store
+    /// writes it out in the background with the next flush (group commit);
+    /// [`flush`](CacheStore::flush) waits for it.
+    ///
+    /// Fails if the entry cannot be stored, or if a background flush of
+    /// earlier entries failed since the last insert that said so (those
+    /// entries are then not on disk).
     fn insert(&self, key: &CacheKey, entry: Entry) -> Result<(), CacheError>;
 
     /// Stores several entries at once (atomically on disk).
@@ -165,14 +175,9 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
             .try_for_each(|(key, entry)| self.insert(&key, entry))
     }
 
-    /// Makes every entry inserted so far durable.
+    /// Waits until every entry inserted before the call is written out
+    /// (survives the process being killed). Call it once a batch is done.
     fn flush(&self) -> Result<(), CacheError>;
-
-    /// Flushes if the store's [`FlushPolicy`] says enough was inserted or
-    /// enough time passed since the last flush; returns whether it flushed.
-    /// Call it after each insert, and [`flush`](CacheStore::flush) once a
-    /// batch is done.
-    fn flush_if_due(&self) -> Result<bool, CacheError>;
 
     /// Number of entries stored for one function version (damaged entries not
     /// yet read count too).
@@ -197,43 +202,27 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     fn location(&self) -> Option<&Path>;
 }
 
-/// When [`CacheStore::flush_if_due`] flushes a [`DiskStore`].
-///
-/// A crash loses at most the results inserted since the last flush: with the
-/// default, at most 1024 results or the last 100 ms, whichever is less. Slow
-/// models thus flush at most ten times a second; a flood of cheap results
-/// flushes once per 1024 (measured: about 0.1 ms per flush on an idle disk).
-/// A time-based flush happens on the next `flush_if_due` call, so call
-/// `flush` when a batch ends.
-///
-/// ```
-/// use std::time::Duration;
-/// use otwrap_runtime::cache::store::FlushPolicy;
-///
-/// let strict = FlushPolicy { max_pending: 1, max_delay: Duration::ZERO };
-/// assert!(strict.max_pending < FlushPolicy::default().max_pending);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlushPolicy {
-    /// Flush once this many inserts are waiting.
-    pub max_pending: usize,
-    /// Flush once the oldest waiting insert may be this old.
-    pub max_delay: Duration,
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy {
-            max_pending: 1024,
-            max_delay: Duration::from_millis(100),
-        }
-    }
-}
-
 /// A cache directory on disk, backed by sled.
 ///
 /// Opening the same directory twice in one process returns the same handle;
 /// a second process gets [`CacheError::Locked`].
+///
+/// Durability (group commit): a background thread, one per open store,
+/// flushes sled as soon as its previous flush ends, covering every insert
+/// that arrived meanwhile. A process killed at any moment (SIGKILL, the OOM
+/// killer, a crash) keeps every result inserted before the flush under way
+/// began; it loses only the results still being evaluated and those inserted
+/// during that last flush. The guarantee is against a process kill (the
+/// write has reached the kernel), not against a power loss or a kernel
+/// crash. The thread ends when the store is dropped, after a last flush.
+///
+/// Lost entries are noticed: after its flushes (at most every 100 ms while
+/// flushes follow each other without a pause) the store records how many
+/// entries it holds in [`COUNT_FILE_NAME`] beside sled's files. If a store
+/// is opened holding fewer entries than recorded (its files were truncated
+/// or damaged and sled recovered what it could), a warning names the path,
+/// the entries expected and found, and what to do; the missing results are
+/// recomputed. A store sled cannot open at all is a [`CacheError::Open`].
 ///
 /// ```
 /// use otwrap_runtime::cache::key::CacheKey;
@@ -252,17 +241,13 @@ impl Default for FlushPolicy {
 pub struct DiskStore {
     // Field order is drop order: sled closes, then otwrap's lock is released,
     // then the registry forgets the path, so a waiting `open` finds it free.
+    // The flusher goes first: it flushes what is left and ends its thread
+    // (which holds a clone of the sled handle) before sled closes.
     path: PathBuf,
+    flusher: Flusher,
     db: sled::Db,
     _lock: File,
-    flush: Mutex<FlushState>,
     _registration: Registration,
-}
-
-struct FlushState {
-    policy: FlushPolicy,
-    pending: usize,
-    last_flush: Instant,
 }
 
 type Registry = Mutex<HashMap<PathBuf, Weak<DiskStore>>>;
@@ -327,15 +312,22 @@ impl DiskStore {
             // opens are rare, so serialising them across paths costs nothing.
             let lock = take_process_lock(&dir)?;
             let db = open_sled(&dir)?;
+            let entries = count_entries(&dir, &db)?;
+            check_entry_count(&dir, entries);
+            let flusher = Flusher::start(db.clone(), dir.clone(), entries).map_err(|source| {
+                CacheError::Open {
+                    path: dir.clone(),
+                    source: io::Error::new(
+                        source.kind(),
+                        format!("cannot start writing its entry count: {source}"),
+                    ),
+                }
+            })?;
             let store = Arc::new(DiskStore {
                 path: dir.clone(),
+                flusher,
                 db,
                 _lock: lock,
-                flush: Mutex::new(FlushState {
-                    policy: FlushPolicy::default(),
-                    pending: 0,
-                    last_flush: Instant::now(),
-                }),
                 _registration: Registration { path: dir.clone() },
             });
             map.insert(dir, Arc::downgrade(&store));
@@ -348,36 +340,39 @@ impl DiskStore {
         &self.path
     }
 
-    /// The current flush policy of this handle (shared by all its users).
-    pub fn flush_policy(&self) -> FlushPolicy {
-        self.flush_state().policy
+    /// Tells the flusher about `changes` changes applied, `added` of them new
+    /// keys; a background flush failure not yet reported becomes the error.
+    fn note_applied(&self, changes: usize, added: usize) -> Result<(), CacheError> {
+        match self.flusher.applied(changes as u64, added as u64) {
+            None => Ok(()),
+            Some(source) => Err(CacheError::Write {
+                path: self.path.clone(),
+                source,
+            }),
+        }
     }
 
-    /// Changes when [`CacheStore::flush_if_due`] flushes.
-    pub fn set_flush_policy(&self, policy: FlushPolicy) {
-        self.flush_state().policy = policy;
-    }
-
-    fn flush_state(&self) -> MutexGuard<'_, FlushState> {
-        self.flush.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn note_inserted(&self, n: usize) {
-        let mut state = self.flush_state();
-        state.pending = state.pending.saturating_add(n);
+    /// Lowers the recorded entry count before `n` entries are removed.
+    fn note_removing(&self, n: usize) -> Result<(), CacheError> {
+        self.flusher
+            .removing(n as u64)
+            .map_err(|source| CacheError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     fn read_error(&self, err: sled::Error) -> CacheError {
         CacheError::Read {
             path: self.path.clone(),
-            source: err.into(),
+            source: flusher::sled_to_io(err),
         }
     }
 
     fn write_error(&self, err: sled::Error) -> CacheError {
         CacheError::Write {
             path: self.path.clone(),
-            source: err.into(),
+            source: flusher::sled_to_io(err),
         }
     }
 
@@ -393,9 +388,21 @@ impl DiskStore {
         if matches!(damage, Damage::NewerFormat(_)) {
             return;
         }
+        if let Err(err) = self.note_removing(1) {
+            tracing::debug!(cache = %self.path.display(), %err, "could not lower the entry count");
+            return;
+        }
         // Compare-and-swap so a good entry written meanwhile is kept.
-        if let Err(err) = self.db.compare_and_swap(key, Some(raw), None::<&[u8]>) {
-            tracing::debug!(cache = %self.path.display(), %err, "could not remove damaged entry");
+        match self.db.compare_and_swap(key, Some(raw), None::<&[u8]>) {
+            Ok(Ok(())) => {
+                // A failed flush is reported by the next insert or flush.
+                let _ = self.flusher.applied(1, 0);
+            }
+            Ok(Err(_)) => self.flusher.not_removed(1),
+            Err(err) => {
+                self.flusher.not_removed(1);
+                tracing::debug!(cache = %self.path.display(), %err, "could not remove damaged entry");
+            }
         }
     }
 }
@@ -433,50 +440,45 @@ impl CacheStore for DiskStore {
     }
 
     fn insert(&self, key: &CacheKey, entry: Entry) -> Result<(), CacheError> {
-        self.db
+        let old = self
+            .db
             .insert(key.as_bytes(), encode(&entry))
             .map_err(|err| self.write_error(err))?;
-        self.note_inserted(1);
-        Ok(())
+        // A replaced entry adds nothing to the count.
+        self.note_applied(1, usize::from(old.is_none()))
     }
 
     fn insert_batch(&self, entries: Vec<(CacheKey, Entry)>) -> Result<(), CacheError> {
         let n = entries.len();
-        let mut batch = sled::Batch::default();
-        for (key, entry) in entries {
-            batch.insert(key.into_bytes(), encode(&entry));
-        }
-        self.db
-            .apply_batch(batch)
-            .map_err(|err| self.write_error(err))?;
-        self.note_inserted(n);
-        Ok(())
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(key, entry)| (key.into_bytes(), encode(&entry)))
+            .collect();
+        // A transaction, unlike `apply_batch`, tells which keys are new.
+        let added = self
+            .db
+            .transaction(|tx| {
+                let mut added = 0;
+                for (key, value) in &encoded {
+                    added += usize::from(tx.insert(key.as_slice(), value.as_slice())?.is_none());
+                }
+                Ok(added)
+            })
+            .map_err(|err: sled::transaction::TransactionError<()>| match err {
+                sled::transaction::TransactionError::Storage(err) => self.write_error(err),
+                sled::transaction::TransactionError::Abort(()) => CacheError::Write {
+                    path: self.path.clone(),
+                    source: io::Error::other("the batch insert was aborted"),
+                },
+            })?;
+        self.note_applied(n, added)
     }
 
     fn flush(&self) -> Result<(), CacheError> {
-        // Reset before flushing: inserts racing with the flush count for the next one.
-        let taken = {
-            let mut state = self.flush_state();
-            state.last_flush = Instant::now();
-            std::mem::take(&mut state.pending)
-        };
-        self.db.flush().map(drop).map_err(|err| {
-            self.note_inserted(taken);
-            self.write_error(err)
+        self.flusher.flush().map_err(|source| CacheError::Write {
+            path: self.path.clone(),
+            source,
         })
-    }
-
-    fn flush_if_due(&self) -> Result<bool, CacheError> {
-        let due = {
-            let state = self.flush_state();
-            state.pending > 0
-                && (state.pending >= state.policy.max_pending
-                    || state.last_flush.elapsed() >= state.policy.max_delay)
-        };
-        if due {
-            self.flush()?;
-        }
-        Ok(due)
     }
 
     fn count(&self, prefix: &KeyPrefix) -> Result<usize, CacheError> {
@@ -495,16 +497,20 @@ impl CacheStore for DiskStore {
             batch.remove(key.map_err(|err| self.read_error(err))?);
             in_batch += 1;
             if in_batch == CLEAR_CHUNK {
+                self.note_removing(in_batch)?;
                 self.db
                     .apply_batch(std::mem::take(&mut batch))
                     .map_err(|err| self.write_error(err))?;
+                self.note_applied(in_batch, 0)?;
                 removed += in_batch;
                 in_batch = 0;
             }
         }
+        self.note_removing(in_batch)?;
         self.db
             .apply_batch(batch)
             .map_err(|err| self.write_error(err))?;
+        self.note_applied(in_batch, 0)?;
         removed += in_batch;
         self.flush()?;
         Ok(removed)
@@ -600,21 +606,47 @@ fn take_process_lock(dir: &Path) -> Result<File, CacheError> {
     }
 }
 
+/// The error for a store sled cannot read: say what to do; never delete it
+/// behind the user's back.
+fn damaged_store(dir: &Path, why: &str) -> CacheError {
+    CacheError::Open {
+        path: dir.to_path_buf(),
+        source: io::Error::other(format!(
+            "the store is damaged or not an otwrap cache ({why}); move it away \
+             (or delete it) to start an empty cache, or point OTWRAP_CACHE_DIR elsewhere"
+        )),
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
 fn open_sled(dir: &Path) -> Result<sled::Db, CacheError> {
     let deadline = Instant::now() + SLED_LOCK_WAIT;
     loop {
-        let err = match sled::Config::new().path(dir).open() {
+        // sled may panic on files it does not expect (its recovery asserts):
+        // that is a damaged store, not a reason to abort the program.
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(dir).open()).map_err(
+            |payload| {
+                damaged_store(
+                    dir,
+                    &format!(
+                        "sled panicked while opening it: {}",
+                        panic_message(&*payload)
+                    ),
+                )
+            },
+        )?;
+        let err = match opened {
             Ok(db) => return Ok(db),
-            // A damaged or foreign store: say what to do; never delete it
-            // behind the user's back.
             Err(err @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_))) => {
-                return Err(CacheError::Open {
-                    path: dir.to_path_buf(),
-                    source: io::Error::other(format!(
-                        "the store is damaged or not an otwrap cache ({err}); move it away \
-                         (or delete it) to start an empty cache, or point OTWRAP_CACHE_DIR elsewhere"
-                    )),
-                })
+                return Err(damaged_store(dir, &err.to_string()))
             }
             Err(err) => io::Error::from(err),
         };
@@ -633,6 +665,63 @@ fn open_sled(dir: &Path) -> Result<sled::Db, CacheError> {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Counts the entries of a freshly opened store (sled has no stored count).
+/// An error or a panic here means sled recovered a store it cannot read.
+fn count_entries(dir: &Path, db: &sled::Db) -> Result<u64, CacheError> {
+    let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        db.iter().keys().try_fold(0u64, |n, key| key.map(|_| n + 1))
+    }));
+    match counted {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(err)) => Err(damaged_store(
+            dir,
+            &format!("reading its keys failed: {err}"),
+        )),
+        Err(payload) => Err(damaged_store(
+            dir,
+            &format!(
+                "sled panicked while reading its keys: {}",
+                panic_message(&*payload)
+            ),
+        )),
+    }
+}
+
+/// Compares the entries found in a store being opened with the count
+/// recorded after its last flush, and warns once when some are missing
+/// (the next flush records what is there, so the next open is quiet).
+fn check_entry_count(dir: &Path, found: u64) {
+    match flusher::read_count(dir) {
+        Recorded::Entries(expected) if found < expected => warn_store(&format!(
+            "the cache at {} holds {found} entries but {expected} were stored: its files \
+             were truncated or damaged (a full disk, a copy cut short, a crash of the machine), \
+             so {} missing. They will be recomputed and stored again. To keep the \
+             damaged store for inspection, stop this run and move {} away.",
+            dir.display(),
+            match expected - found {
+                1 => "1 result is".to_owned(),
+                n => format!("{n} results are"),
+            },
+            dir.display(),
+        )),
+        Recorded::Unreadable(why) => warn_store(&format!(
+            "the entry count of the cache at {} ({}) cannot be read ({why}), so lost entries \
+             cannot be detected this time; the store holds {found} entries and the count is \
+             written again.",
+            dir.display(),
+            dir.join(COUNT_FILE_NAME).display(),
+        )),
+        _ => {}
+    }
+}
+
+/// A warning about the store itself, which a user must see even without a
+/// tracing subscriber: logged, and printed on stderr like a store failure.
+fn warn_store(message: &str) {
+    tracing::warn!("{message}");
+    eprintln!("otwrap: warning: {message}");
 }
 
 /// An in-memory cache, for `#[cached]` without `disk`; lost when the process ends.
@@ -714,10 +803,6 @@ impl CacheStore for MemoryStore {
 
     fn flush(&self) -> Result<(), CacheError> {
         Ok(())
-    }
-
-    fn flush_if_due(&self) -> Result<bool, CacheError> {
-        Ok(false)
     }
 
     fn count(&self, prefix: &KeyPrefix) -> Result<usize, CacheError> {
@@ -1150,34 +1235,105 @@ mod tests {
         assert!(log.contains("WARN"), "{log}");
     }
 
+    fn recorded(store: &DiskStore) -> Recorded {
+        flusher::read_count(store.path())
+    }
+
     #[test]
-    fn flush_if_due_follows_the_policy() {
+    fn entry_count_covers_replacements_clear_and_several_models() {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(dir.path()).unwrap();
-        assert!(!store.flush_if_due().unwrap(), "nothing pending");
-        store.set_flush_policy(FlushPolicy {
-            max_pending: 3,
-            max_delay: Duration::from_secs(3600),
-        });
-        for i in 0..2u8 {
-            store
-                .insert(&key("f", "", &[i]), Entry::Value(vec![]))
-                .unwrap();
-            assert!(!store.flush_if_due().unwrap());
-        }
+        assert_eq!(recorded(&store), Recorded::Entries(0));
+        exercise_prefix_management(&*store);
+        // Replacing an entry of another model leaves the count alone.
         store
-            .insert(&key("f", "", &[2]), Entry::Value(vec![]))
+            .insert(&key("f", "v2", &[0]), Entry::Value(vec![42]))
             .unwrap();
-        assert!(store.flush_if_due().unwrap());
-        assert!(!store.flush_if_due().unwrap());
-        store.set_flush_policy(FlushPolicy {
-            max_pending: 1000,
-            max_delay: Duration::ZERO,
-        });
         store
-            .insert(&key("f", "", &[3]), Entry::Value(vec![]))
+            .insert_batch(vec![
+                (key("f", "v2", &[1]), Entry::Value(vec![43])),
+                (key("h", "", &[1]), Entry::Value(vec![1])),
+            ])
             .unwrap();
-        assert!(store.flush_if_due().unwrap());
+        store.flush().unwrap();
+        assert_eq!(store.len().unwrap(), 7);
+        assert_eq!(recorded(&store), Recorded::Entries(7));
+        assert_eq!(store.clear(&key("f", "v2", b"").prefix()).unwrap(), 5);
+        assert_eq!(recorded(&store), Recorded::Entries(2));
+        drop(store);
+
+        // The count matches: no word on reopening.
+        let (store, log) = capture_logs(|| DiskStore::open(dir.path()).unwrap());
+        assert!(!log.contains("WARN"), "{log}");
+        assert_eq!(store.len().unwrap(), 2);
+        drop(store);
+
+        // Entries lost behind the store's back: one warning naming the path,
+        // the counts and what to do; then the store is used as it is.
+        flusher::write_count(dir.path(), 9).unwrap();
+        let (store, log) = capture_logs(|| DiskStore::open(dir.path()).unwrap());
+        let path = store.path().display().to_string();
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains(&path), "{log}");
+        assert!(log.contains("holds 2 entries but 9 were stored"), "{log}");
+        assert!(log.contains("recomputed"), "{log}");
+        assert!(log.contains("move"), "{log}");
+        assert_eq!(recorded(&store), Recorded::Entries(2));
+        drop(store);
+        let (_store, log) = capture_logs(|| DiskStore::open(dir.path()).unwrap());
+        assert!(!log.contains("WARN"), "warned twice: {log}");
+    }
+
+    #[test]
+    fn a_damaged_entry_removed_lowers_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let k = key("f", "", b"x");
+        store.insert(&k, Entry::Value(vec![1])).unwrap();
+        store.flush().unwrap();
+        assert_eq!(recorded(&store), Recorded::Entries(1));
+        store.db.insert(k.as_bytes(), &b"junk"[..]).unwrap();
+        let (got, _) = capture_logs(|| store.get(&k));
+        assert_eq!(got.unwrap(), None);
+        store.flush().unwrap();
+        assert_eq!(recorded(&store), Recorded::Entries(0));
+        store.insert(&k, Entry::Value(vec![2])).unwrap();
+        store.flush().unwrap();
+        assert_eq!(recorded(&store), Recorded::Entries(1));
+    }
+
+    #[test]
+    fn an_unreadable_count_is_a_warning_then_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(DiskStore::open(dir.path()).unwrap());
+        fs::write(dir.path().join(COUNT_FILE_NAME), "nonsense").unwrap();
+        let (store, log) = capture_logs(|| DiskStore::open(dir.path()).unwrap());
+        assert!(log.contains("cannot be read"), "{log}");
+        assert_eq!(recorded(&store), Recorded::Entries(0));
+    }
+
+    #[test]
+    fn flush_waits_for_every_insert_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let prefix = key("f", "", b"").prefix();
+        thread::scope(|s| {
+            for t in 0..2u32 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..500u32 {
+                        let k = prefix.key(&(t * 1000 + i).to_be_bytes());
+                        store.insert(&k, Entry::Value(vec![])).unwrap();
+                        if i % 100 == 0 {
+                            store.flush().unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        store.flush().unwrap();
+        // The count is written after the flush that covered the last insert.
+        assert_eq!(recorded(&store), Recorded::Entries(1000));
     }
 
     const HOLD_ENV: &str = "OTWRAP_TEST_HOLD_CACHE_AT";
@@ -1329,17 +1485,28 @@ mod tests {
         );
 
         let t = Instant::now();
-        let mut flushes = 0;
         for i in 0..N {
             store
                 .insert(&prefix.key(&input(2 * N + i)), value.clone())
                 .unwrap();
-            flushes += usize::from(store.flush_if_due().unwrap());
         }
         store.flush().unwrap();
         println!(
-            "insert + flush_if_due (default policy): {} with {flushes} flushes",
+            "insert with group commit, then flush: {}",
             rate(N, t.elapsed())
+        );
+
+        // Opening: sled's recovery, then the entry count check's scan.
+        let entries = store.len().unwrap();
+        drop(store);
+        let t = Instant::now();
+        let db = open_sled(dir.path()).unwrap();
+        let sled_open = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(count_entries(dir.path(), &db).unwrap() as usize, entries);
+        println!(
+            "open with {entries} entries: sled {sled_open:?}, counting them {:?}",
+            t.elapsed()
         );
     }
 }
