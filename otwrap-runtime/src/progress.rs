@@ -4,6 +4,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -47,8 +49,9 @@ impl Progress {
 }
 
 /// How often a line of progress is printed when stderr is not a terminal
-/// (a log file, a pipe, a SLURM output file): at most once per interval,
-/// when a point finishes, plus one line at the end.
+/// (a log file, a pipe, a SLURM output file): once per interval, when a
+/// point finishes or, while none does (hour-long points), on the clock, plus
+/// one line at the end.
 pub const LINE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// [`LINE_INTERVAL`] in milliseconds; only tests change it (a batch of
@@ -75,7 +78,91 @@ pub(crate) struct Bar {
 enum Kind {
     Hidden,
     Terminal(ProgressBar),
-    Lines { last: Instant, interval: Duration },
+    Lines(Lines),
+}
+
+/// Plain lines: printed by the batch when a point finishes, and by a
+/// heartbeat thread when none finished for an interval.
+struct Lines {
+    shared: Arc<(Mutex<LineState>, Condvar)>,
+    interval: Duration,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+struct LineState {
+    progress: Progress,
+    start: Instant,
+    last: Instant,
+    stop: bool,
+}
+
+impl Lines {
+    fn new(total: usize, label: &str, interval: Duration) -> Lines {
+        let now = Instant::now();
+        let shared = Arc::new((
+            Mutex::new(LineState {
+                progress: Progress {
+                    done: 0,
+                    total,
+                    failed: 0,
+                    cached: 0,
+                    elapsed: Duration::ZERO,
+                },
+                start: now,
+                last: now,
+                stop: false,
+            }),
+            Condvar::new(),
+        ));
+        // No heartbeat for a zero interval (a line per point already).
+        let heartbeat = (!interval.is_zero())
+            .then(|| {
+                let shared = Arc::clone(&shared);
+                let label = label.to_string();
+                std::thread::Builder::new()
+                    .name("otwrap-progress".into())
+                    .spawn(move || heartbeat(&shared, &label, interval))
+                    .ok()
+            })
+            .flatten();
+        Lines {
+            shared,
+            interval,
+            heartbeat,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, LineState> {
+        self.shared.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stop(&mut self) {
+        self.state().stop = true;
+        self.shared.1.notify_all();
+        if let Some(thread) = self.heartbeat.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Prints a running line whenever `interval` passed without one.
+fn heartbeat(shared: &(Mutex<LineState>, Condvar), label: &str, interval: Duration) {
+    let (lock, wake) = shared;
+    let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    while !state.stop {
+        let due = state.last + interval;
+        let now = Instant::now();
+        if now >= due {
+            state.last = now;
+            state.progress.elapsed = state.start.elapsed();
+            print_line(&running_line(label, &state.progress));
+            continue;
+        }
+        state = wake
+            .wait_timeout(state, due - now)
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+    }
 }
 
 impl Bar {
@@ -85,10 +172,11 @@ impl Bar {
         } else if std::io::stderr().is_terminal() {
             Kind::Terminal(terminal_bar(total, label))
         } else {
-            Kind::Lines {
-                last: Instant::now(),
-                interval: Duration::from_millis(LINE_INTERVAL_MS.load(Ordering::Relaxed)),
-            }
+            Kind::Lines(Lines::new(
+                total,
+                label,
+                Duration::from_millis(LINE_INTERVAL_MS.load(Ordering::Relaxed)),
+            ))
         };
         Bar {
             kind,
@@ -110,11 +198,14 @@ impl Bar {
                     ));
                 }
             }
-            Kind::Lines { last, interval } => {
+            Kind::Lines(lines) => {
+                let interval = lines.interval;
+                let mut state = lines.state();
+                state.progress = tracker.snapshot();
                 let now = Instant::now();
-                if now.duration_since(*last) >= *interval && tracker.done < tracker.total {
-                    *last = now;
-                    print_line(&running_line(&self.label, &tracker.snapshot()));
+                if now.duration_since(state.last) >= interval && tracker.done < tracker.total {
+                    state.last = now;
+                    print_line(&running_line(&self.label, &state.progress));
                 }
             }
         }
@@ -125,10 +216,10 @@ impl Bar {
     /// a line of its own.
     pub(crate) fn finish(&mut self, tracker: &Tracker) {
         self.finished = true;
-        match &self.kind {
+        match &mut self.kind {
             Kind::Hidden => return,
             Kind::Terminal(bar) => bar.finish_and_clear(),
-            Kind::Lines { .. } => {}
+            Kind::Lines(lines) => lines.stop(),
         }
         print_line(&final_line(&self.label, &tracker.snapshot()));
     }
@@ -138,8 +229,10 @@ impl Drop for Bar {
     fn drop(&mut self) {
         // A batch that ended in an error leaves no half-drawn bar behind
         // (indicatif's own drop leaves it, with the cursor on its line).
-        if let (Kind::Terminal(bar), false) = (&self.kind, self.finished) {
-            bar.finish_and_clear();
+        match (&mut self.kind, self.finished) {
+            (Kind::Terminal(bar), false) => bar.finish_and_clear(),
+            (Kind::Lines(lines), _) => lines.stop(),
+            _ => {}
         }
     }
 }
@@ -283,6 +376,46 @@ mod tests {
         }
     }
 
+    /// Sleeps `x` seconds: a point that takes long.
+    struct Slow;
+    impl Model for Slow {
+        type Input = f64;
+        type Output = f64;
+        const ID: &'static str = "progress::tests::slow";
+        const NAME: &'static str = "Slow";
+        fn attribute_options() -> Options {
+            Options::default()
+        }
+        fn evaluate(x: &f64, _: &EvalContext) -> Result<f64, Failed> {
+            std::thread::sleep(Duration::from_secs_f64(*x));
+            Ok(*x)
+        }
+    }
+
+    /// While a long point runs, lines keep coming on the clock.
+    #[test]
+    fn progress_lines_keep_coming_while_points_run() {
+        let text = String::from_utf8(child_stderr("heartbeat")).expect("text");
+        // At least a few of the ~9 lines due during the first second (a
+        // loaded machine may delay some).
+        let waiting = text
+            .lines()
+            .filter(|l| l.starts_with("otwrap: Slow: 0/2 done, 0 failed, 0 cached, "))
+            .count();
+        assert!(waiting >= 3, "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("otwrap: Slow: 1/2 done, 0 failed, 0 cached, ")),
+            "{text}"
+        );
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("otwrap: Slow: 2/2 done, 0 failed, 0 cached, in "),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+
     /// The child's side of `progress_lines_in_a_redirected_stderr` (does
     /// nothing in a normal test run).
     #[test]
@@ -290,6 +423,17 @@ mod tests {
         let Ok(mode) = std::env::var(CHILD_ENV) else {
             return;
         };
+        if mode == "heartbeat" {
+            // Two points of 1 s each, a line due every 100 ms.
+            set_line_interval(Duration::from_millis(100));
+            let batch = Runner::<Slow>::new()
+                .backend(Backend::Serial)
+                .progress(ProgressMode::Always)
+                .map(&[1.0, 1.0])
+                .expect("batch");
+            assert_eq!(batch.summary().failed, 0);
+            return;
+        }
         // A line after every point, so the count of lines is exact.
         set_line_interval(Duration::ZERO);
         let mode: ProgressMode = mode.parse().expect("mode");
