@@ -7,6 +7,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -390,7 +391,7 @@ impl Program {
         // (starting a thread costs tens of microseconds per evaluation).
         let (stdout_pipe, stderr_pipe) = match (stdout_pipe, stderr_pipe) {
             (Some(pipe), None) if self.timeout.is_none() => {
-                let (status, bytes) = read_then_wait(&mut child, pipe).map_err(wait_error)?;
+                let (status, bytes) = read_then_wait(&mut child, tree, pipe).map_err(wait_error)?;
                 return Ok(Supervised {
                     status,
                     stdout: Some(bytes),
@@ -398,7 +399,7 @@ impl Program {
                 });
             }
             (None, Some(pipe)) if self.timeout.is_none() => {
-                let (status, bytes) = read_then_wait(&mut child, pipe).map_err(wait_error)?;
+                let (status, bytes) = read_then_wait(&mut child, tree, pipe).map_err(wait_error)?;
                 return Ok(Supervised {
                     status,
                     stdout: None,
@@ -425,6 +426,8 @@ impl Program {
             });
         } else {
             status = Some(child.wait().map_err(wait_error)?);
+            // What the program left behind may hold the pipes open.
+            tree.kill();
         }
         drop(sender);
 
@@ -476,6 +479,8 @@ impl Program {
                         failure.get_or_insert(error);
                         ExitStatus::default()
                     }));
+                    // What the program left behind may hold the pipes open.
+                    tree.kill();
                     if timed_out {
                         deadline = Some(Instant::now() + PIPE_GRACE);
                     }
@@ -581,11 +586,69 @@ impl Pipe for ChildStdout {}
 impl Pipe for ChildStderr {}
 
 /// Reads a child's only captured stream to its end, then reaps the child.
-fn read_then_wait(child: &mut Child, mut pipe: impl Read) -> io::Result<(ExitStatus, Vec<u8>)> {
+///
+/// A process the program left behind (`solver &` in a script) may hold the
+/// pipe open long after the program exited: once the program has exited
+/// (its pidfd is readable), the tree is killed, so the end of the stream
+/// comes. Without pidfds (Linux before 5.3) the stream is read to its end.
+fn read_then_wait(
+    child: &mut Child,
+    tree: &ProcessTree,
+    mut pipe: impl Read + AsRawFd,
+) -> io::Result<(ExitStatus, Vec<u8>)> {
     let mut bytes = Vec::new();
+    if let Some(exited) = pidfd(child.id()) {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: pipe.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: exited.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfd structs on descriptors we hold.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            if fds[1].revents != 0 {
+                // The program exited: what still writes was left behind.
+                tree.kill();
+                break;
+            }
+            if fds[0].revents != 0 {
+                match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
     let read = pipe.read_to_end(&mut bytes);
     let status = child.wait()?;
     read.map(|_| (status, bytes))
+}
+
+/// A descriptor that becomes readable when process `pid` (our unreaped
+/// child) exits; `None` where pidfds do not exist.
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open on our own unreaped child; the descriptor returned
+    // is owned by the OwnedFd only.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as libc::c_int))
+    }
 }
 
 fn spawn_reader(
@@ -1015,6 +1078,49 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(output.status.code(), Some(4));
+    }
+
+    /// A script that leaves a background child holding its captured output
+    /// returns when the script exits, and the child is gone (one stream in
+    /// memory: the pidfd path; both streams: the reader threads).
+    #[test]
+    fn a_background_child_holding_the_pipe_neither_hangs_nor_survives() {
+        for both in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let start = Instant::now();
+            let stderr = if both {
+                Capture::Memory
+            } else {
+                Capture::Discard
+            };
+            let out = Program::new("sleep 300 & echo $! > left.pid; echo done")
+                .shell(true)
+                .current_dir(dir.path())
+                .stdout(Capture::Memory)
+                .stderr(stderr)
+                .run()
+                .unwrap();
+            // Generous: the point is returning long before the 300 s child.
+            assert!(start.elapsed() < Duration::from_secs(100), "both={both}");
+            assert_eq!(
+                out.stdout,
+                Captured::Memory(b"done\n".to_vec()),
+                "both={both}"
+            );
+            let pid: u32 = fs::read_to_string(dir.path().join("left.pid"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let gone_by = Instant::now() + Duration::from_secs(2);
+            while !process_is_gone(pid) && Instant::now() < gone_by {
+                thread::sleep(Duration::from_millis(10));
+            }
+            assert!(
+                process_is_gone(pid),
+                "sleep {pid} outlived the run (both={both})"
+            );
+        }
     }
 
     #[test]
