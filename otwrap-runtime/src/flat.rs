@@ -32,9 +32,15 @@ impl de::Error for FlatError {
 /// assert_eq!(row, vec![1.0, 2.0, 3.0]);
 /// ```
 pub fn to_row<T: Serialize + ?Sized>(value: &T) -> Result<Vec<f64>, FlatError> {
-    let mut row = Vec::new();
-    value.serialize(&mut Flattener { row: &mut row })?;
-    Ok(row)
+    let mut out = NamedRow::default();
+    value.serialize(Namer {
+        out: &mut out,
+        prefix: String::new(),
+        bare_fields: true,
+        elements: &[],
+        named: false,
+    })?;
+    Ok(out.values)
 }
 
 /// Rebuilds a value from its numbers; every number must be used.
@@ -60,157 +66,10 @@ pub fn from_row<T: DeserializeOwned>(row: &[f64]) -> Result<T, FlatError> {
     Ok(value)
 }
 
-struct Flattener<'a> {
-    row: &'a mut Vec<f64>,
-}
-
 fn unsupported<T>(what: &str) -> Result<T, FlatError> {
     Err(FlatError(format!(
         "{what} cannot be written as numbers; only numbers, booleans, arrays, tuples, vectors and structs of them can"
     )))
-}
-
-macro_rules! push_number {
-    ($($name:ident: $ty:ty),*) => {
-        $(fn $name(self, v: $ty) -> Result<(), FlatError> {
-            self.row.push(v as f64);
-            Ok(())
-        })*
-    };
-}
-
-impl<'a> ser::Serializer for &mut Flattener<'a> {
-    type Ok = ();
-    type Error = FlatError;
-    type SerializeSeq = Self;
-    type SerializeTuple = Self;
-    type SerializeTupleStruct = Self;
-    type SerializeTupleVariant = ser::Impossible<(), FlatError>;
-    type SerializeMap = ser::Impossible<(), FlatError>;
-    type SerializeStruct = Self;
-    type SerializeStructVariant = ser::Impossible<(), FlatError>;
-
-    push_number!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
-        serialize_f32: f32, serialize_f64: f64);
-
-    fn serialize_bool(self, v: bool) -> Result<(), FlatError> {
-        self.row.push(if v { 1.0 } else { 0.0 });
-        Ok(())
-    }
-    fn serialize_char(self, _: char) -> Result<(), FlatError> {
-        unsupported("a character")
-    }
-    fn serialize_str(self, _: &str) -> Result<(), FlatError> {
-        unsupported("a string")
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), FlatError> {
-        unsupported("a byte string")
-    }
-    fn serialize_none(self) -> Result<(), FlatError> {
-        unsupported("an Option")
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), FlatError> {
-        unsupported("an Option")
-    }
-    fn serialize_unit(self) -> Result<(), FlatError> {
-        Ok(())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), FlatError> {
-        Ok(())
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-    ) -> Result<(), FlatError> {
-        unsupported("an enum")
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), FlatError> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), FlatError> {
-        unsupported("an enum")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self, FlatError> {
-        Ok(self)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self, FlatError> {
-        Ok(self)
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, FlatError> {
-        Ok(self)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, FlatError> {
-        unsupported("an enum")
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, FlatError> {
-        unsupported("a map")
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, FlatError> {
-        Ok(self)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, FlatError> {
-        unsupported("an enum")
-    }
-}
-
-macro_rules! seq_impl {
-    ($($tr:ident :: $method:ident),*) => {
-        $(impl<'a> ser::$tr for &mut Flattener<'a> {
-            type Ok = ();
-            type Error = FlatError;
-            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), FlatError> {
-                v.serialize(&mut Flattener { row: self.row })
-            }
-            fn end(self) -> Result<(), FlatError> {
-                Ok(())
-            }
-        })*
-    };
-}
-seq_impl!(
-    SerializeSeq::serialize_element,
-    SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field
-);
-
-impl<'a> ser::SerializeStruct for &mut Flattener<'a> {
-    type Ok = ();
-    type Error = FlatError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), FlatError> {
-        v.serialize(&mut Flattener { row: self.row })
-    }
-    fn end(self) -> Result<(), FlatError> {
-        Ok(())
-    }
 }
 
 /// A value's numbers with one column name each (see [`to_named_row`]).
@@ -260,6 +119,7 @@ pub fn to_named_row<T: Serialize + ?Sized>(
         prefix: root.to_owned(),
         bare_fields: true,
         elements,
+        named: true,
     })?;
     Ok(out)
 }
@@ -285,7 +145,8 @@ fn element_name(prefix: &str, i: usize) -> String {
     }
 }
 
-/// The serializer of [`to_named_row`]: `prefix` names what it is given.
+/// The serializer of [`to_row`] and [`to_named_row`]: `prefix` names what
+/// it is given (when `named`; [`to_row`] builds no name).
 struct Namer<'a> {
     out: &'a mut NamedRow,
     prefix: String,
@@ -293,6 +154,7 @@ struct Namer<'a> {
     bare_fields: bool,
     /// Names of the elements of a top-level tuple (the parameters).
     elements: &'a [&'a str],
+    named: bool,
 }
 
 /// A sequence, tuple or struct being named.
@@ -302,6 +164,7 @@ struct NamerCompound<'a> {
     bare_fields: bool,
     elements: &'a [&'a str],
     index: usize,
+    named: bool,
 }
 
 impl NamerCompound<'_> {
@@ -309,6 +172,7 @@ impl NamerCompound<'_> {
         let i = self.index;
         self.index += 1;
         let (prefix, bare_fields) = match self.elements.get(i) {
+            _ if !self.named => (String::new(), false),
             Some(name) if !name.is_empty() => ((*name).to_owned(), true),
             _ => (element_name(&self.prefix, i), false),
         };
@@ -317,6 +181,7 @@ impl NamerCompound<'_> {
             prefix,
             bare_fields,
             elements: &[],
+            named: self.named,
         })
     }
 }
@@ -325,7 +190,9 @@ macro_rules! name_number {
     ($($name:ident: $ty:ty),*) => {
         $(fn $name(self, v: $ty) -> Result<(), FlatError> {
             self.out.values.push(v as f64);
-            self.out.names.push(self.prefix);
+            if self.named {
+                self.out.names.push(self.prefix);
+            }
             Ok(())
         })*
     };
@@ -441,6 +308,7 @@ impl<'a> Namer<'a> {
             bare_fields: self.bare_fields,
             elements: self.elements,
             index: 0,
+            named: self.named,
         }
     }
 }
@@ -473,7 +341,9 @@ impl ser::SerializeStruct for NamerCompound<'_> {
         field: &'static str,
         v: &T,
     ) -> Result<(), FlatError> {
-        let prefix = if self.bare_fields {
+        let prefix = if !self.named {
+            String::new()
+        } else if self.bare_fields {
             field.to_owned()
         } else {
             format!("{}.{field}", self.prefix)
@@ -483,6 +353,7 @@ impl ser::SerializeStruct for NamerCompound<'_> {
             prefix,
             bare_fields: false,
             elements: &[],
+            named: self.named,
         })
     }
     fn end(self) -> Result<(), FlatError> {
