@@ -271,62 +271,61 @@ fn bulky(i: u32) -> String {
     bulky_value(i)
 }
 
+/// A child's batch: every point `i` must be `expected(i)`; prints the
+/// counts. The exit code otherwise (2: no batch, 4: a wrong value).
+fn checked_summary<T: PartialEq + std::fmt::Debug>(
+    batch: Result<otwrap::Batch<T>, otwrap::Error>,
+    expected: impl Fn(u32) -> T,
+) -> Result<otwrap::Summary, i32> {
+    let batch = batch.map_err(|e| {
+        eprintln!("batch did not start: {e}");
+        2
+    })?;
+    for (i, r) in batch.results().iter().enumerate() {
+        if r.as_ref().ok() != Some(&expected(i as u32)) {
+            eprintln!("point {i}: wrong result {r:?}");
+            return Err(4);
+        }
+    }
+    let s = batch.summary().clone();
+    println!(
+        "counts evaluated={} cached={} failed={} total={}",
+        s.evaluated, s.cached, s.failed, s.total
+    );
+    Ok(s)
+}
+
 /// What a child process does; returns its exit code.
 fn child(mode: &str) -> i32 {
     match mode {
         // Run the whole batch, check every value, print the counts.
         "run" => {
             let points: Vec<u32> = (0..KILL_POINTS).collect();
-            let batch = match slow_point::runner()
+            let batch = slow_point::runner()
                 .backend(Backend::Rayon)
                 .workers(KILL_WORKERS)
                 .progress(ProgressMode::Never)
-                .map(&points)
-            {
-                Ok(batch) => batch,
-                Err(e) => {
-                    eprintln!("batch did not start: {e}");
-                    return 2;
+                .map(&points);
+            match checked_summary(batch, slow_value) {
+                Ok(s) => {
+                    println!("summary {s}");
+                    0
                 }
-            };
-            for (i, r) in batch.results().iter().enumerate() {
-                if r.as_ref().ok() != Some(&slow_value(i as u32)) {
-                    eprintln!("point {i}: wrong result {r:?}");
-                    return 4;
-                }
+                Err(code) => code,
             }
-            let s = batch.summary();
-            println!(
-                "counts evaluated={} cached={} failed={} total={}",
-                s.evaluated, s.cached, s.failed, s.total
-            );
-            println!("summary {s}");
-            0
         }
         // A batch whose results do not fit in the cache's disk: every result
         // must come back all the same.
         "full" => {
             let points: Vec<u32> = (0..FULL_POINTS).collect();
-            let batch = match bulky::runner().progress(ProgressMode::Never).map(&points) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    eprintln!("batch did not start: {e}");
-                    return 2;
+            let batch = bulky::runner().progress(ProgressMode::Never).map(&points);
+            match checked_summary(batch, bulky_value) {
+                Ok(s) => {
+                    println!("store failures {}", s.cache_store_failures);
+                    0
                 }
-            };
-            for (i, r) in batch.results().iter().enumerate() {
-                if r.as_ref().ok() != Some(&bulky_value(i as u32)) {
-                    eprintln!("point {i}: wrong result {r:?}");
-                    return 4;
-                }
+                Err(code) => code,
             }
-            let s = batch.summary();
-            println!(
-                "counts evaluated={} cached={} failed={} total={}",
-                s.evaluated, s.cached, s.failed, s.total
-            );
-            println!("store failures {}", s.cache_store_failures);
-            0
         }
         // Open the store and keep it until stdin closes.
         "hold" => {

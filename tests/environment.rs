@@ -140,53 +140,53 @@ fn worker_4_is_refused_without_protocol_bytes() -> Result<(), Failed> {
     Ok(())
 }
 
-/// `OTWRAP_BACKNED=rayon` stops the batch with the name it is close to.
-fn a_typo_of_a_variable_is_refused() -> Result<(), Failed> {
+/// A batch run with `var=value` stops with exit status 3 (a configuration
+/// error) and `message` on stderr; the child's output, for more checks.
+fn refused(var: &str, value: &str, message: &str, what: &str) -> Result<Output, Failed> {
     let dir = tempfile::tempdir()?;
-    let output = run_child(Some("map"), &[("OTWRAP_BACKNED", "rayon")], dir.path())?;
+    let output = run_child(Some("map"), &[(var, value)], dir.path())?;
     check(
-        output.status.code() == Some(3)
-            && output.stdout.is_empty()
-            && stderr(&output).contains(
-                "unknown environment variable OTWRAP_BACKNED: did you mean `OTWRAP_BACKEND`?",
-            ),
-        "OTWRAP_BACKNED must be refused with did-you-mean OTWRAP_BACKEND",
+        output.status.code() == Some(3) && stderr(&output).contains(message),
+        what,
         &output,
     )?;
-    let output = run_child(Some("map"), &[("otwrap_workers", "2")], dir.path())?;
-    check(
-        output.status.code() == Some(3)
-            && stderr(&output).contains("did you mean `OTWRAP_WORKERS`?"),
+    Ok(output)
+}
+
+/// `OTWRAP_BACKNED=rayon` stops the batch with the name it is close to.
+fn a_typo_of_a_variable_is_refused() -> Result<(), Failed> {
+    let what = "OTWRAP_BACKNED must be refused with did-you-mean OTWRAP_BACKEND";
+    let output = refused(
+        "OTWRAP_BACKNED",
+        "rayon",
+        "unknown environment variable OTWRAP_BACKNED: did you mean `OTWRAP_BACKEND`?",
+        what,
+    )?;
+    check(output.stdout.is_empty(), what, &output)?;
+    refused(
+        "otwrap_workers",
+        "2",
+        "did you mean `OTWRAP_WORKERS`?",
         "otwrap_workers (lower case) must be refused with did-you-mean OTWRAP_WORKERS",
-        &output,
     )
+    .map(drop)
 }
 
 /// An unknown key under `OTWRAP_SSH_` is refused, even on another backend.
 fn an_unknown_ssh_key_is_refused() -> Result<(), Failed> {
-    let dir = tempfile::tempdir()?;
-    let output = run_child(
-        Some("map"),
-        &[("OTWRAP_SSH_HOTS", "4/alice@node1")],
-        dir.path(),
-    )?;
-    check(
-        output.status.code() == Some(3)
-            && stderr(&output).contains(
-                "unknown environment variable OTWRAP_SSH_HOTS: did you mean `OTWRAP_SSH_HOSTS`?",
-            ),
+    refused(
+        "OTWRAP_SSH_HOTS",
+        "4/alice@node1",
+        "unknown environment variable OTWRAP_SSH_HOTS: did you mean `OTWRAP_SSH_HOSTS`?",
         "OTWRAP_SSH_HOTS must be refused with did-you-mean OTWRAP_SSH_HOSTS",
-        &output,
     )?;
-    let output = run_child(Some("map"), &[("OTWRAP_SLURM_NODES", "2")], dir.path())?;
-    check(
-        output.status.code() == Some(3)
-            && stderr(&output).contains(
-                "unknown environment variable OTWRAP_SLURM_NODES: the slurm backend reads only OTWRAP_SLURM_PARTITION",
-            ),
+    refused(
+        "OTWRAP_SLURM_NODES",
+        "2",
+        "unknown environment variable OTWRAP_SLURM_NODES: the slurm backend reads only OTWRAP_SLURM_PARTITION",
         "OTWRAP_SLURM_NODES must be refused with the slurm backend's variables",
-        &output,
     )
+    .map(drop)
 }
 
 /// An unrelated `OTWRAP_FOO_BAR_BAZ` is a warning, once per process, and the

@@ -16,6 +16,8 @@ use otwrap::{PointError, PointFailure};
 
 #[path = "support/services.rs"]
 mod services;
+#[path = "support/solver_tree.rs"]
+mod solver_tree;
 
 /// The faults, by input code.
 const OK: u32 = 0;
@@ -450,23 +452,13 @@ fn killed_driver_leaves_no_worker_process() -> Result<(), Failed> {
     for _ in 0..50 {
         if workers
             .iter()
-            .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p))
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists() || solver_tree::is_zombie(*p))
         {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!("worker processes {workers:?} outlived their killed driver").into())
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// Bad configuration files are errors naming the file, the key and what is

@@ -753,6 +753,15 @@ mod tests {
         }
     }
 
+    /// Waits up to 2 s for `pid` to be gone.
+    fn gone_within_2_s(pid: u32) -> bool {
+        let gone_by = Instant::now() + Duration::from_secs(2);
+        while !process_is_gone(pid) && Instant::now() < gone_by {
+            thread::sleep(Duration::from_millis(10));
+        }
+        process_is_gone(pid)
+    }
+
     #[test]
     fn captures_into_memory_without_a_dir() {
         let output = Program::new("sh")
@@ -1112,12 +1121,8 @@ mod tests {
                 .trim()
                 .parse()
                 .unwrap();
-            let gone_by = Instant::now() + Duration::from_secs(2);
-            while !process_is_gone(pid) && Instant::now() < gone_by {
-                thread::sleep(Duration::from_millis(10));
-            }
             assert!(
-                process_is_gone(pid),
+                gone_within_2_s(pid),
                 "sleep {pid} outlived the run (both={both})"
             );
         }
@@ -1149,12 +1154,8 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let gone_by = Instant::now() + Duration::from_secs(2);
-        while !process_is_gone(pid) && Instant::now() < gone_by {
-            thread::sleep(Duration::from_millis(10));
-        }
         assert!(
-            process_is_gone(pid),
+            gone_within_2_s(pid),
             "grandchild {pid} survived the timeout"
         );
     }
