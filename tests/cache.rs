@@ -1052,8 +1052,8 @@ fn editing_the_body_or_version_invalidates() -> Result<(), Failed> {
         edit_v1::response::cache(),
         edit_v2::response::cache(),
         edit_v1_comment::response::cache(),
-        ModelCache::of::<Edited>(),
-        ModelCache::of::<Bumped>(),
+        ModelCache::of::<Edited>().map_err(otwrap::Error::from),
+        ModelCache::of::<Bumped>().map_err(otwrap::Error::from),
     ] {
         open(cache)?.clear()?;
     }

@@ -112,8 +112,10 @@ fn expect_out_of_process(
     };
     let crashed = |r: &Result<u32, PointError>, needle: &str| match r {
         Err(e) => {
-            matches!(e.failure(), PointFailure::WorkerCrashed { .. })
-                && e.to_string().contains(needle)
+            matches!(
+                e.failure(),
+                PointFailure::WorkerDied { .. } | PointFailure::TaskEnded { .. }
+            ) && e.to_string().contains(needle)
         }
         Ok(_) => false,
     };

@@ -41,7 +41,11 @@ static LABELLED_EVALS: AtomicUsize = AtomicUsize::new(0);
 /// Several parameters of several types (a tuple input), a tuple output, and
 /// stored errors.
 #[parallelize(backend = "serial")]
-#[cached(disk = "target/otwrap-golden-cache", cache_errors = true, version = "g1")]
+#[cached(
+    disk = "target/otwrap-golden-cache",
+    cache_errors = true,
+    version = "g1"
+)]
 fn labelled(name: String, sizes: Vec<u32>, scale: f64) -> Result<(f64, String), String> {
     LABELLED_EVALS.fetch_add(1, Ordering::SeqCst);
     if sizes.is_empty() {
@@ -128,7 +132,10 @@ fn a_store_written_before_the_refactor_still_hits() -> Result<(), Box<dyn std::e
             }
         }
     }
-    assert_eq!(errors, 3, "the three stored errors come back from the cache");
+    assert_eq!(
+        errors, 3,
+        "the three stored errors come back from the cache"
+    );
     Ok(())
 }
 

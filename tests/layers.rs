@@ -793,7 +793,7 @@ fn worker_crash_is_logged() -> Result<(), Failed> {
         .err()
         .ok_or("point 1 did not fail")?;
     check(
-        matches!(err.failure(), PointFailure::WorkerCrashed { .. }),
+        matches!(err.failure(), PointFailure::WorkerDied { .. }),
         || format!("expected a crash: {err}"),
     )?;
     let left = dirs_with_prefix("ltcrash-");

@@ -116,7 +116,7 @@ fn every_crash_fails_alone() -> Result<(), Failed> {
     }
     let crashed = |k: usize, needle: &str| -> Result<(), Failed> {
         match failure(k) {
-            Some(PointFailure::WorkerCrashed { status, .. }) if status.contains(needle) => Ok(()),
+            Some(f @ PointFailure::WorkerDied { .. }) if f.to_string().contains(needle) => Ok(()),
             other => {
                 Err(format!("point {k}: expected a crash with {needle}, got {other:?}").into())
             }

@@ -741,19 +741,15 @@ fn crashed_task_names_state_and_log() -> Result<(), Failed> {
     for (k, r) in batch.results().iter().enumerate() {
         if k == 3 {
             let e = r.as_ref().err().ok_or("point 3 should fail")?;
-            let PointFailure::WorkerCrashed {
-                status,
-                stderr_tail,
-            } = e.failure()
-            else {
+            let PointFailure::TaskEnded { state, detail, .. } = e.failure() else {
                 return Err(format!("point 3: {e}").into());
             };
             check(
-                status.contains("FAILED") && status.contains("exit code 3:0"),
-                || status.clone(),
+                state == "FAILED" && detail.contains("exit code 3:0"),
+                || format!("{state}: {detail}"),
             )?;
-            check(stderr_tail.contains("point 3 ends its process now"), || {
-                format!("stderr tail: {stderr_tail:?}")
+            check(detail.contains("point 3 ends its process now"), || {
+                format!("stderr tail: {detail:?}")
             })?;
             let log = e.location().log.clone().unwrap_or_default();
             check(

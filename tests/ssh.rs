@@ -395,7 +395,7 @@ fn lost_workers_are_retried_and_model_failures_are_not() -> Result<(), Failed> {
             (7, Err(e)) => {
                 let text = e.to_string();
                 check(
-                    matches!(e.failure(), PointFailure::WorkerCrashed { .. })
+                    matches!(e.failure(), PointFailure::WorkerDied { .. })
                         && text.contains("lost 3 times")
                         && text.contains("SIGKILL"),
                     || format!("point 7: {text}"),

@@ -381,7 +381,7 @@ pub(crate) fn model(function: &ItemFn, signature: &Signature, stack: &Stack) -> 
 
             /// The model's result cache (`None` without `#[cached]`): count, clear, entries.
             #inner fn cache() -> ::core::result::Result<::core::option::Option<#rt::ModelCache>, #rt::Error> {
-                #rt::ModelCache::of::<Model>()
+                #rt::ModelCache::of::<Model>().map_err(#rt::Error::from)
             }
         }
     }

@@ -7,8 +7,8 @@
 //! Not a public API: the decoders stay private to their modules, and these
 //! functions only reach them.
 
-use crate::backend::slurm::run_dir::{self, TaskRecord};
 use crate::worker::protocol::{self, FromWorker, ToWorker};
+use crate::worker::run_dir::{self, TaskRecord};
 
 /// Reads frames of both directions from `bytes` as a stream, until the end
 /// or the first error; returns how many frames decoded.

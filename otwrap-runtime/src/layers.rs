@@ -5,69 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::{render_input, Location, PointFailure};
+use crate::core::catch_panic;
+use crate::core::{render_input, PointFailure};
+pub use crate::core::{Failed, Layers, LogSpec};
 use crate::failure_log::{FailureLog, LogRecord, Outcome};
-use crate::model::catch_panic;
-use crate::workdir::{WorkDir, WorkDirSpec};
-
-/// Where `#[debug_log]` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogSpec {
-    /// The log file (relative paths are relative to the current directory).
-    pub path: &'static str,
-    /// Log every evaluation with its duration, not only failures.
-    pub all: bool,
-}
-
-/// The per-evaluation layers of a model; built in a `static` by the macros.
-#[derive(Debug, Clone)]
-pub struct Layers {
-    /// The work directory to create for each evaluation.
-    pub workdir: Option<WorkDirSpec>,
-    /// The failure log.
-    pub log: Option<LogSpec>,
-}
-
-impl Layers {
-    /// No layer: the model is called as it is.
-    pub const NONE: Layers = Layers {
-        workdir: None,
-        log: None,
-    };
-}
-
-/// A failed evaluation and the traces it left: what travels from wherever
-/// the point ran back to the driver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failed {
-    /// Why it failed.
-    pub failure: PointFailure,
-    /// The work directory kept for inspection.
-    pub workdir: Option<PathBuf>,
-    /// The log file the failure was written to.
-    pub log: Option<PathBuf>,
-}
-
-impl From<PointFailure> for Failed {
-    fn from(failure: PointFailure) -> Self {
-        Failed {
-            failure,
-            workdir: None,
-            log: None,
-        }
-    }
-}
-
-impl Failed {
-    /// The failure, and `base` completed with the kept work dir and log.
-    pub fn into_parts(self, mut base: Location) -> (PointFailure, Location) {
-        base.workdir = self.workdir;
-        base.log = self.log;
-        (self.failure, base)
-    }
-}
+use crate::workdir::WorkDir;
 
 /// Runs one evaluation inside the layers: creates the work directory and
 /// hands its path to `body`, turns a panic into a failure, cleans up by

@@ -20,18 +20,19 @@
 mod backend;
 pub mod batch;
 pub mod cache;
-pub mod codec;
+pub use crate::core::codec;
 pub mod config;
+pub mod core;
 pub mod coupling;
 pub mod error;
 pub mod failure_log;
 pub mod flat;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod host;
+pub use crate::core::host;
 pub mod interrupt;
 pub mod layers;
-pub mod model;
+pub use crate::core::model;
 mod process_tree;
 pub mod progress;
 pub mod runner;
@@ -40,11 +41,12 @@ mod secure_fs;
 pub mod workdir;
 pub mod worker;
 
+pub use crate::core::{
+    Attempts, Ending, EvalContext, Failed, FailureClass, Location, Model, PointError, PointFailure,
+};
 pub use batch::{Batch, Completed, Summary};
 pub use config::{Backend, Options, ProgressMode, Settings};
-pub use error::{Error, Location, PointError, PointFailure};
-pub use layers::Failed;
-pub use model::{EvalContext, Model};
+pub use error::Error;
 pub use progress::Progress;
 pub use runner::{call_single, ResultStream, Runner};
 pub use sample::Sample;
@@ -55,8 +57,8 @@ pub mod __private {
     pub use crate::cache::ModelCache;
     pub use crate::cache::{CacheLocation, CacheSpec};
     pub use crate::config::{Backend, Options, ProgressMode, RawValue};
-    pub use crate::error::PointFailure;
-    pub use crate::layers::{evaluate_layers, Failed, Layers, LogSpec};
+    pub use crate::core::{Failed, Layers, LogSpec, PointFailure};
+    pub use crate::layers::evaluate_layers;
     pub use crate::model::{
         assert_by_value, assert_input, assert_output, model_result, EvalContext, FallibleOutput,
         Model, Registration,

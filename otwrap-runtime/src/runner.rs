@@ -15,6 +15,7 @@ use crate::batch::{Batch, Completed, Summary};
 use crate::cache::store::Entry;
 use crate::cache::ModelCache;
 use crate::config::{self, Backend, Options, ProgressMode, Settings};
+use crate::core::{Attempts, FailureClass};
 use crate::error::{render_input, Error, Location, PointError, PointFailure};
 use crate::model::Model;
 use crate::progress::{Bar, Progress, Tracker};
@@ -422,7 +423,11 @@ impl<M: Model> Runner<M> {
         };
         let mut evaluated = 0;
         let mut store_failures = 0;
-        backend::execute(&job, &mut |Event { index, outcome }| {
+        backend::execute(&job, &mut |Event {
+                                         index,
+                                         outcome,
+                                         attempts,
+                                     }| {
             // A point that failed once the batch was interrupted was most
             // likely stopped by it (its program or worker killed): not run.
             if outcome.is_err() && crate::interrupt::requested() {
@@ -437,7 +442,12 @@ impl<M: Model> Runner<M> {
             }
             evaluated += 1;
             let result = outcome.map_err(|(failure, location)| {
+                let retries = retry_budget(settings, failure.class());
                 PointError::new(index, render_input(&inputs[index]), failure, location)
+                    .with_attempts(Attempts {
+                        made: attempts,
+                        retries,
+                    })
             });
             let stored = cache.as_ref().and_then(|cache| {
                 store_result::<M>(cache, &inputs[index], &result, &mut store_failures)
@@ -745,5 +755,18 @@ impl<T> Iterator for ResultStream<T> {
 impl<T> std::fmt::Debug for ResultStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResultStream").finish_non_exhaustive()
+    }
+}
+
+/// The re-runs a failure of this class is allowed: `retries` for a loss of
+/// infrastructure, none for a model failure (unless SLURM's
+/// `retry_model_failures` asks).
+fn retry_budget(settings: &Settings, class: FailureClass) -> u32 {
+    match class {
+        FailureClass::Infrastructure => settings.retries,
+        FailureClass::Model if settings.slurm.retry_model_failures == Some(true) => {
+            settings.retries
+        }
+        FailureClass::Model | FailureClass::NotRun => 0,
     }
 }

@@ -17,6 +17,19 @@ mod ssh;
 pub(crate) struct Event<T> {
     pub(crate) index: usize,
     pub(crate) outcome: Result<T, (PointFailure, Location)>,
+    /// How many times the point was started (its last attempt included).
+    pub(crate) attempts: u32,
+}
+
+impl<T> Event<T> {
+    /// A point's outcome after its first and only attempt.
+    pub(crate) fn once(index: usize, outcome: Result<T, (PointFailure, Location)>) -> Self {
+        Event {
+            index,
+            outcome,
+            attempts: 1,
+        }
+    }
 }
 
 /// The work a backend is given.

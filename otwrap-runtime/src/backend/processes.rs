@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Backend;
+use crate::core::Ending;
 use crate::error::{Error, Location, PointFailure};
-use crate::host::describe_exit;
 use crate::layers::Failed;
 use crate::model::Model;
 use crate::worker::protocol::{
@@ -108,14 +108,8 @@ fn run_slot<M: Model>(
                 }
                 Err(message) => {
                     spawn_failures += 1;
-                    let failure = PointFailure::WorkerCrashed {
-                        status: format!("could not be started: {message}"),
-                        stderr_tail: String::new(),
-                    };
-                    let _ = tx.send(Event {
-                        index,
-                        outcome: Err((failure, location(None))),
-                    });
+                    let failure = PointFailure::Unstarted { message };
+                    let _ = tx.send(Event::once(index, Err((failure, location(None)))));
                     if spawn_failures >= MAX_SPAWN_FAILURES {
                         break;
                     }
@@ -159,7 +153,7 @@ fn run_slot<M: Model>(
         };
         let outcome = outcome.map_err(|failed| failed.into_parts(location(Some(pid))));
         job.note_outcome(&outcome);
-        if tx.send(Event { index, outcome }).is_err() {
+        if tx.send(Event::once(index, outcome)).is_err() {
             break;
         }
     }
@@ -430,9 +424,9 @@ impl WorkerProcess {
     }
 
     fn crash_failure(&mut self) -> PointFailure {
-        let (status, stderr_tail) = self.kill_and_reap();
-        PointFailure::WorkerCrashed {
-            status,
+        let (ending, stderr_tail) = self.kill_and_reap();
+        PointFailure::WorkerDied {
+            ending,
             stderr_tail,
         }
     }
@@ -440,7 +434,7 @@ impl WorkerProcess {
     /// Waits briefly for the process to end by itself (it closed its output),
     /// kills its process group otherwise, and returns how it ended and the
     /// tail of its stderr.
-    fn kill_and_reap(&mut self) -> (String, String) {
+    fn kill_and_reap(&mut self) -> (Ending, String) {
         // The group id may be reused once the worker is reaped.
         self.interrupt = None;
         let deadline = Instant::now() + Duration::from_millis(500);
@@ -463,9 +457,9 @@ impl WorkerProcess {
         let status = match status {
             Ok(s) => {
                 self.ended_by = std::os::unix::process::ExitStatusExt::signal(&s);
-                describe_exit(s)
+                Ending::of(s)
             }
-            Err(e) => format!("could not be waited for ({e})"),
+            Err(e) => Ending::Vanished(format!("could not be waited for: {e}")),
         };
         // Let the stderr thread drain what the process wrote last.
         if let Some(handle) = self.stderr_thread.take() {

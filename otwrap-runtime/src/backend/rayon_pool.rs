@@ -74,7 +74,7 @@ impl<M: Model> Executor<M> for RayonPool {
                                         failed.into_parts(local_location(Backend::Rayon))
                                     });
                             job.note_outcome(&outcome);
-                            events.push(Event { index, outcome });
+                            events.push(Event::once(index, outcome));
                             // Slow points are reported one by one.
                             if since.elapsed() >= FLUSH_AFTER {
                                 // The receiver only goes away when the driver

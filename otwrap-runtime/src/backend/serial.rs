@@ -20,7 +20,7 @@ impl<M: Model> Executor<M> for Serial {
             }
             let outcome = evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
                 .map_err(|failed| failed.into_parts(local_location(Backend::Serial)));
-            sink(Event { index, outcome });
+            sink(Event::once(index, outcome));
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use key::{CacheKey, KeyPrefix};
 use store::{CacheError, CacheStore, DiskStore, Entry, MemoryStore};
 
-use crate::error::Error;
+pub use crate::core::{CacheLocation, CacheSpec};
 use crate::flat;
 use crate::model::Model;
 use crate::sample::Sample;
@@ -40,37 +40,6 @@ use crate::sample::Sample;
 pub const CACHE_DIR_ENV: &str = "OTWRAP_CACHE_DIR";
 /// The default disk cache directory, relative to the current directory.
 pub const DEFAULT_CACHE_DIR: &str = ".otwrap/cache";
-
-/// Where a model's cache lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheLocation {
-    /// In this process's memory (`#[cached]`).
-    Memory,
-    /// On disk in `OTWRAP_CACHE_DIR` or `.otwrap/cache` (`#[cached(disk)]`).
-    DiskDefault,
-    /// On disk in this directory (`#[cached(disk = "path")]`).
-    Disk(&'static str),
-}
-
-/// A model's cache settings, written by `#[cached(...)]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheSpec {
-    /// Where the entries are stored.
-    pub location: CacheLocation,
-    /// A hash of the function's tokens (signature and body) taken at
-    /// expansion time: editing the function invalidates its entries. It does
-    /// not cover the helper functions it calls or the files it reads.
-    pub body_hash: u64,
-    /// The `version = "..."` salt, to invalidate by hand.
-    pub version: &'static str,
-    /// Also store failures (their message) and answer them from the cache.
-    pub cache_errors: bool,
-    /// The files and directories of `depends = [...]`, whose contents enter
-    /// every key (relative paths are taken from the current directory when
-    /// the cache is opened). Empty: the keys are exactly those of a model
-    /// without `depends`.
-    pub depends: &'static [&'static str],
-}
 
 /// One cached point of model `M`: its input and its value or stored error.
 pub type CachedEntry<M> = (<M as Model>::Input, Result<<M as Model>::Output, String>);
@@ -113,7 +82,7 @@ fn disk_store(dir: PathBuf, owned: usize) -> Result<Arc<DiskStore>, CacheError> 
 
 impl ModelCache {
     /// The cache of model `M`, or `None` when it is not cached.
-    pub fn of<M: Model>() -> Result<Option<ModelCache>, Error> {
+    pub fn of<M: Model>() -> Result<Option<ModelCache>, CacheError> {
         M::cache()
             .map(|spec| ModelCache::open(M::ID, spec))
             .transpose()
@@ -121,7 +90,7 @@ impl ModelCache {
 
     /// Opens the cache of the model with id `id`. With `depends`, hashes the
     /// declared files first (a missing one is an error naming it).
-    pub fn open(id: &str, spec: CacheSpec) -> Result<ModelCache, Error> {
+    pub fn open(id: &str, spec: CacheSpec) -> Result<ModelCache, CacheError> {
         let depends = match spec.depends {
             [] => None,
             paths => Some(depends::hash_depends(id, paths)?.to_bytes()),
@@ -219,16 +188,16 @@ impl ModelCache {
     /// point, the input's numbers (columns `X0`, `X1`, ...) then the output's
     /// (`Y0`, ...). Stored failures are left out. Inputs and outputs must be
     /// made of numbers (arrays, tuples, vectors and structs of them).
-    pub fn export_sample<M: Model>(&self) -> Result<Sample, Error> {
+    pub fn export_sample<M: Model>(&self) -> Result<Sample, CacheError> {
         let mut sample: Option<Sample> = None;
         for (input, value) in self.entries::<M>()? {
             let Ok(value) = value else { continue };
-            let mut row = flat::to_row(&input).map_err(|e| {
-                Error::Config(format!("cannot export the inputs of {}: {e}", M::NAME))
+            let mut row = flat::to_row(&input).map_err(|e| CacheError::Sample {
+                message: format!("cannot export the inputs of {}: {e}", M::NAME),
             })?;
             let inputs = row.len();
-            row.extend(flat::to_row(&value).map_err(|e| {
-                Error::Config(format!("cannot export the outputs of {}: {e}", M::NAME))
+            row.extend(flat::to_row(&value).map_err(|e| CacheError::Sample {
+                message: format!("cannot export the outputs of {}: {e}", M::NAME),
             })?);
             let sample = sample.get_or_insert_with(|| {
                 let names = (0..inputs)
@@ -237,8 +206,8 @@ impl ModelCache {
                     .collect();
                 Sample::new(names)
             });
-            sample.push(&row).map_err(|e| {
-                Error::Config(format!("cannot export the cache of {}: {e}", M::NAME))
+            sample.push(&row).map_err(|e| CacheError::Sample {
+                message: format!("cannot export the cache of {}: {e}", M::NAME),
             })?;
         }
         Ok(sample.unwrap_or_default())
@@ -254,20 +223,20 @@ impl ModelCache {
         &self,
         sample: &Sample,
         input_columns: usize,
-    ) -> Result<usize, Error> {
+    ) -> Result<usize, CacheError> {
         if input_columns > sample.dimension() {
-            return Err(Error::Config(format!(
+            return Err(CacheError::Sample { message: format!(
                 "import into the cache of {}: {input_columns} input columns asked but the sample has {}",
                 M::NAME,
                 sample.dimension()
-            )));
+            ) });
         }
         for (i, row) in sample.rows().enumerate() {
-            let bad = |what: &str, e: flat::FlatError| {
-                Error::Config(format!(
+            let bad = |what: &str, e: flat::FlatError| CacheError::Sample {
+                message: format!(
                     "import into the cache of {}: row {i}: the {what} does not fit: {e}",
                     M::NAME
-                ))
+                ),
             };
             let input: M::Input =
                 flat::from_row(&row[..input_columns]).map_err(|e| bad("input", e))?;
@@ -276,10 +245,12 @@ impl ModelCache {
             let (Ok(input), Ok(output)) =
                 (crate::codec::encode(&input), crate::codec::encode(&output))
             else {
-                return Err(Error::Config(format!(
-                    "import into the cache of {}: row {i} cannot be encoded",
-                    M::NAME
-                )));
+                return Err(CacheError::Sample {
+                    message: format!(
+                        "import into the cache of {}: row {i} cannot be encoded",
+                        M::NAME
+                    ),
+                });
             };
             self.store(&input, Entry::Value(output))?;
         }

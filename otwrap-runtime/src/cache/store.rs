@@ -70,6 +70,16 @@ pub enum Entry {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheError {
+    /// The files a cached model depends on (`#[cached(depends = [...])]`)
+    /// could not be hashed: one is missing or unreadable.
+    #[error(transparent)]
+    Depends(#[from] super::depends::DependsError),
+    /// The entries could not be exported to, or imported from, a sample.
+    #[error("{message}")]
+    Sample {
+        /// What could not be converted, and what to do.
+        message: String,
+    },
     /// Another process holds the cache directory.
     #[error(
         "the cache at {} is in use by another otwrap process; wait for that run to finish, \

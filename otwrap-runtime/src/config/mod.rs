@@ -39,28 +39,12 @@ mod slurm;
 mod ssh;
 mod value;
 
+pub use crate::core::options::{
+    Backend, HostKeyCheck, HostSpec, Options, ProgressMode, SlurmOptions, SshOptions,
+};
 pub(crate) use env::skip_env_name_checks;
 pub use env::{check_env_names, known_names, INTERNAL_VARS, KNOWN_VARS, RESERVED_PREFIXES};
-pub use slurm::SlurmOptions;
-pub use ssh::{HostKeyCheck, HostSpec, SshOptions};
 pub use value::RawValue;
-
-/// Where the evaluations of a batch run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Backend {
-    /// In the calling thread, one point after the other: for debugging.
-    Serial,
-    /// A rayon pool of `workers` threads in this process (the default).
-    Rayon,
-    /// `workers` child processes running this same binary in worker mode:
-    /// a model that aborts or segfaults kills only its worker.
-    Processes,
-    /// Worker processes on SSH hosts, as many per host as its slots.
-    Ssh,
-    /// Array jobs on a SLURM cluster.
-    Slurm,
-}
 
 impl Backend {
     /// Every backend name, as written in attributes and configuration.
@@ -107,18 +91,6 @@ impl FromStr for Backend {
     }
 }
 
-/// When to draw a progress bar on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProgressMode {
-    /// Only when stderr is a terminal.
-    #[default]
-    Auto,
-    /// Always (even into a file or pipe).
-    Always,
-    /// Never.
-    Never,
-}
-
 impl FromStr for ProgressMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -131,39 +103,6 @@ impl FromStr for ProgressMode {
             )),
         }
     }
-}
-
-/// Batch options, each one optional so that layers can override each other.
-///
-/// The attributes give the first layer; see the [module docs](self) for the
-/// others.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
-pub struct Options {
-    /// The backend.
-    pub backend: Option<Backend>,
-    /// The number of parallel workers (threads or processes). Defaults to
-    /// every available CPU.
-    pub workers: Option<usize>,
-    /// Stop starting new points after the first failure.
-    pub fail_fast: Option<bool>,
-    /// The progress bar policy.
-    pub progress: Option<ProgressMode>,
-    /// A per-point time limit; only out-of-process backends can enforce it.
-    pub timeout: Option<Duration>,
-    /// The executable started in worker mode (default: this program).
-    pub worker_exe: Option<PathBuf>,
-    /// How many times a point is re-run when its worker, host or array task
-    /// is lost under it (default 2).
-    pub retries: Option<u32>,
-    /// The `ssh` backend's options.
-    pub ssh: SshOptions,
-    /// The `slurm` backend's options.
-    pub slurm: SlurmOptions,
-    /// Errors in values given to [`Options::set`] (reported when the options
-    /// are resolved, so that an attribute's defaults can be built without a
-    /// `Result`).
-    pub invalid: Vec<String>,
 }
 
 impl Options {

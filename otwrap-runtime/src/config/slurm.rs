@@ -22,55 +22,9 @@
 //! retry_model_failures = false
 //! ```
 
-use std::path::PathBuf;
-use std::time::Duration;
+use crate::core::options::SlurmOptions;
 
 use super::value::{unknown_key, RawValue};
-
-/// The `slurm` backend's options, each optional so that layers override
-/// each other (see [`Options`](super::Options)).
-#[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
-pub struct SlurmOptions {
-    /// `--partition`.
-    pub partition: Option<String>,
-    /// `--account`.
-    pub account: Option<String>,
-    /// `--qos`.
-    pub qos: Option<String>,
-    /// `--time` of each array task (minutes, `MM:SS`, `HH:MM:SS`, `D-HH`...).
-    pub time: Option<String>,
-    /// `--cpus-per-task`.
-    pub cpus_per_task: Option<u32>,
-    /// `--mem` (e.g. `2G`).
-    pub mem: Option<String>,
-    /// `--wckey`.
-    pub wckey: Option<String>,
-    /// `--constraint`.
-    pub constraint: Option<String>,
-    /// `--job-name` (default: the model's name).
-    pub job_name: Option<String>,
-    /// The directory of the tasks' `%A_%a.out`/`.err` files (default: the
-    /// run directory's `logs/`).
-    pub log_dir: Option<PathBuf>,
-    /// Where run directories are made; must be visible from the compute
-    /// nodes (default `.otwrap/runs`).
-    pub run_dir: Option<PathBuf>,
-    /// How many array tasks may run at once (the `%N` of `--array`).
-    pub array_parallelism: Option<u32>,
-    /// Points evaluated by one array task, one after the other.
-    pub points_per_task: Option<usize>,
-    /// How long a job may stay pending before the batch gives up on it.
-    pub start_timeout: Option<Duration>,
-    /// Shell lines run before the worker in every task (`module load`...).
-    pub setup: Option<Vec<String>>,
-    /// Extra `#SBATCH` directives, e.g. `--exclusive`.
-    pub sbatch: Option<Vec<String>>,
-    /// Also retry points whose model failed (not only lost tasks).
-    pub retry_model_failures: Option<bool>,
-    /// Print the job script and submit nothing.
-    pub dry_run: Option<bool>,
-}
 
 impl SlurmOptions {
     /// The keys of the `[slurm]` section (and of the attribute).

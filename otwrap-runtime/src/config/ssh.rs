@@ -12,25 +12,12 @@
 //! remote_dir = ".cache/otwrap"     # where copies go, relative to the remote home
 //! ```
 
+use crate::core::options::{HostKeyCheck, HostSpec, SshOptions};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
 use super::value::{unknown_key, RawValue};
-
-/// One SSH host and how many points it runs at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostSpec {
-    /// The address or name to connect to.
-    pub host: String,
-    /// The port (22 unless written).
-    pub port: u16,
-    /// The user (default: `$USER` of the driver).
-    pub user: Option<String>,
-    /// Worker slots: points evaluated at once on this host (its CPUs).
-    pub slots: usize,
-}
 
 impl FromStr for HostSpec {
     type Err = String;
@@ -114,21 +101,6 @@ impl fmt::Display for HostSpec {
     }
 }
 
-/// How the SSH backend checks a host's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HostKeyCheck {
-    /// The key must be in the known_hosts file (the default, as `ssh` does).
-    #[default]
-    Strict,
-    /// A host not in the file is trusted on first use and added to it; a
-    /// changed key is still refused. Risk: the first connection can be
-    /// intercepted.
-    AcceptNew,
-    /// No check. Risk: anyone on the path can impersonate the host and read
-    /// every input and the worker binary. Only for throw-away test hosts.
-    Off,
-}
-
 impl FromStr for HostKeyCheck {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -141,29 +113,6 @@ impl FromStr for HostKeyCheck {
             )),
         }
     }
-}
-
-/// The `ssh` backend's options, each optional so that layers override each
-/// other (see [`Options`](super::Options)).
-#[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
-pub struct SshOptions {
-    /// The hosts and their slots.
-    pub hosts: Option<Vec<HostSpec>>,
-    /// The private key file (default: the ssh agent, then `~/.ssh/id_*`).
-    pub key: Option<PathBuf>,
-    /// The known_hosts file (default `~/.ssh/known_hosts`).
-    pub known_hosts: Option<PathBuf>,
-    /// The host key policy.
-    pub host_key_check: Option<HostKeyCheck>,
-    /// How long connecting and logging in to one host may take (default 10 s).
-    pub connect_timeout: Option<Duration>,
-    /// The worker binary's path on the hosts when it is on a shared
-    /// filesystem (no copy is made).
-    pub worker_path: Option<PathBuf>,
-    /// Where copies of the worker binary go on the hosts, relative to the
-    /// remote home unless absolute (default `.cache/otwrap/workers`).
-    pub remote_dir: Option<String>,
 }
 
 impl SshOptions {

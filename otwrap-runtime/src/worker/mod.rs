@@ -5,6 +5,7 @@
 //! is written.
 
 pub mod protocol;
+pub(crate) mod run_dir;
 pub(crate) mod task;
 
 use std::fs::File;

@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::backend::slurm::run_dir::{
-    self, frame_record, read_task, result_file, tasks_file, InputsFile, RecordReader, TaskRecord,
-};
 use crate::error::PointFailure;
 use crate::layers::Failed;
 use crate::model::{find_registered, registered_ids, EvalContext, InvokeFn};
+use crate::worker::run_dir::{
+    self, frame_record, read_task, result_file, tasks_file, InputsFile, RecordReader, TaskRecord,
+};
 
 use super::protocol::WORKER_ENV;
 

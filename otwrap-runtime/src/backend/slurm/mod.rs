@@ -20,7 +20,7 @@
 mod check;
 mod commands;
 mod poll;
-pub(crate) mod run_dir;
+
 mod script;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,9 +32,9 @@ use crate::layers::Failed;
 use crate::model::Model;
 
 use super::{Event, Executor, Job};
+use crate::worker::run_dir::{self, JobLine, RecordReader, TaskRecord};
 use commands::Cli;
 use poll::{Backoff, Pending, Seen};
-use run_dir::{JobLine, RecordReader, TaskRecord};
 
 /// How often result logs are read.
 const TICK: Duration = Duration::from_millis(250);
@@ -709,7 +709,15 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
         p.reported = true;
         self.remaining -= 1;
         self.reported += 1;
-        sink(Event { index, outcome });
+        // `attempts` counts the losses charged to the point: one more
+        // attempt was made unless the last loss is what is reported.
+        let lost = matches!(&outcome, Err((PointFailure::TaskEnded { .. }, _)));
+        let attempts = p.attempts + u32::from(!lost);
+        sink(Event {
+            index,
+            outcome,
+            attempts,
+        });
     }
 
     fn location(&self, start: Option<&TaskStart>) -> Location {
@@ -1043,16 +1051,19 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             } else {
                 format!(" ({why})")
             };
-            let status = format!(
-                "of SLURM array task {job_id}_{task} {state} {when}{why}; attempt {attempts} of {}; \
-                 task logs {} and {}",
+            let mut detail = format!(
+                "{when}{why}; attempt {attempts} of {}; task logs {} and {}",
                 retries + 1,
                 out_log.display(),
                 err_log.display()
             );
-            let failure = PointFailure::WorkerCrashed {
-                status,
-                stderr_tail: stderr_tail.clone(),
+            if !stderr_tail.is_empty() {
+                detail.push_str(&format!("; last lines of its stderr:\n{stderr_tail}"));
+            }
+            let failure = PointFailure::TaskEnded {
+                task: format!("{job_id}_{task}"),
+                state: state.to_string(),
+                detail,
             };
             let failed = match (&started, Some(p) == culprit) {
                 (Some(start), true) => crate::layers::lost_evaluation(

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use ssh2::Session;
 
 use crate::config::{Backend, HostSpec};
+use crate::core::Ending;
 use crate::error::{Error, Location, PointFailure};
 use crate::layers::{Failed, Layers};
 use crate::model::Model;
@@ -227,6 +228,8 @@ struct Pending {
     pending: VecDeque<usize>,
     /// Losses per point (index into the batch).
     losses: Vec<u8>,
+    /// Starts per point.
+    attempts: Vec<u32>,
     in_flight: usize,
     live_slots: usize,
 }
@@ -244,6 +247,7 @@ impl Queue {
             state: Mutex::new(Pending {
                 pending: todo.iter().copied().collect(),
                 losses: vec![0; total],
+                attempts: vec![0; total],
                 in_flight: 0,
                 live_slots: slots,
             }),
@@ -260,6 +264,7 @@ impl Queue {
         let mut state = self.lock();
         if let Some(index) = state.pending.pop_front() {
             state.in_flight += 1;
+            state.attempts[index] += 1;
             return Take::Point(index);
         }
         if state.in_flight == 0 {
@@ -267,6 +272,11 @@ impl Queue {
         } else {
             Take::Wait
         }
+    }
+
+    /// How many times point `index` was started.
+    fn attempts(&self, index: usize) -> u32 {
+        self.lock().attempts[index]
     }
 
     fn finished(&self) {
@@ -811,11 +821,11 @@ impl<M: Model> Connection<'_, '_, M> {
     fn lose(&self, index: usize, pid: u32, why: &str, stderr_tail: String) {
         let retries = self.job.settings.retries;
         if let Some(losses) = self.queue.lost(index, retries) {
-            let failure = PointFailure::WorkerCrashed {
-                status: format!(
-                    "was lost {losses} times (retries = {retries}); last on {}: {why}",
+            let failure = PointFailure::WorkerDied {
+                ending: Ending::Vanished(format!(
+                    "{why}; lost {losses} times on {}, retries = {retries}",
                     self.host.spec
-                ),
+                )),
                 stderr_tail,
             };
             let failed = self.lost_failed(index, failure, pid);
@@ -897,7 +907,11 @@ impl<M: Model> Connection<'_, '_, M> {
         self.job.note_outcome(&outcome);
         let _ = self.tx.send(Msg::Event {
             host: self.host_index,
-            event: Event { index, outcome },
+            event: Event {
+                index,
+                outcome,
+                attempts: self.queue.attempts(index),
+            },
         });
     }
 

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::layers::Failed;
+use crate::core::Failed;
 
 /// The version of the run directory's formats; a task refuses a run dir of
 /// another version.

@@ -2,17 +2,16 @@
 //! process (with panic capture), and the registry that lets a worker process
 //! find a model by its stable id.
 
-use std::cell::{Cell, RefCell};
 use std::fmt::Display;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::Options;
-use crate::error::PointFailure;
-use crate::layers::Failed;
+use super::declared::{CacheSpec, Layers};
+use super::failure::{Failed, PointFailure};
+use super::options::Options;
+use super::panic::{install_panic_hook, set_capturing, take_panic_message};
 
 /// A model function made evaluable over batches.
 ///
@@ -63,11 +62,11 @@ pub trait Model: Send + Sync + 'static {
     /// (work directory, failure log).
     fn evaluate(input: &Self::Input, ctx: &EvalContext) -> Result<Self::Output, Failed>;
     /// The per-evaluation layers (`#[temp_workdir]`, `#[debug_log]`).
-    fn layers() -> &'static crate::layers::Layers {
-        &crate::layers::Layers::NONE
+    fn layers() -> &'static Layers {
+        &Layers::NONE
     }
     /// The cache settings of `#[cached]`, if the model is cached.
-    fn cache() -> Option<crate::cache::CacheSpec> {
+    fn cache() -> Option<CacheSpec> {
         None
     }
 }
@@ -142,61 +141,6 @@ pub const fn assert_output<T: PointOutput>() {}
 /// Compile-time check used by the generated code.
 pub const fn assert_by_value<T: ByValueInput>() {}
 
-thread_local! {
-    static CAPTURING: Cell<bool> = const { Cell::new(false) };
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Installs (once per process) a panic hook that, inside an otwrap
-/// evaluation, records the message and location for the point's error
-/// instead of printing it; outside, it defers to the previous hook.
-fn install_panic_hook() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if CAPTURING.with(Cell::get) {
-                let payload = info.payload();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic with a non-text payload".to_string());
-                let text = match info.location() {
-                    Some(loc) => format!(
-                        "{message} (at {}:{}:{})",
-                        loc.file(),
-                        loc.line(),
-                        loc.column()
-                    ),
-                    None => message,
-                };
-                LAST_PANIC.with(|slot| *slot.borrow_mut() = Some(text));
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Runs `f`, turning a panic into a [`PointFailure::Panic`] with its message
-/// and location (the panic is not printed).
-pub fn catch_panic<T, E: From<PointFailure>>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-    install_panic_hook();
-    let was_capturing = CAPTURING.with(|c| c.replace(true));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
-    CAPTURING.with(|c| c.set(was_capturing));
-    match outcome {
-        Ok(result) => result,
-        Err(_) => {
-            let message = LAST_PANIC
-                .with(|slot| slot.borrow_mut().take())
-                .unwrap_or_else(|| "panicked".to_string());
-            Err(PointFailure::Panic { message }.into())
-        }
-    }
-}
-
 /// Evaluates one point of model `M` in this thread; a panic becomes a
 /// failure.
 pub fn evaluate_caught<M: Model>(input: &M::Input, ctx: &EvalContext) -> Result<M::Output, Failed> {
@@ -204,7 +148,7 @@ pub fn evaluate_caught<M: Model>(input: &M::Input, ctx: &EvalContext) -> Result<
     // the point (nearly free without a subscriber).
     let _span =
         tracing::debug_span!("otwrap.eval", function = M::NAME, point = ctx.index).entered();
-    catch_panic(|| M::evaluate(input, ctx))
+    super::panic::catch_panic(|| M::evaluate(input, ctx))
 }
 
 /// Evaluates a run of consecutive points (indices `base..`) in this thread,
@@ -218,7 +162,7 @@ pub(crate) fn evaluate_run<M: Model>(
     mut put: impl FnMut(usize, Result<M::Output, Failed>),
 ) {
     install_panic_hook();
-    let was_capturing = CAPTURING.with(|c| c.replace(true));
+    let was_capturing = set_capturing(true);
     let mut next = 0;
     while next < inputs.len() {
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -233,14 +177,12 @@ pub(crate) fn evaluate_run<M: Model>(
             }
         }));
         if run.is_err() {
-            let message = LAST_PANIC
-                .with(|slot| slot.borrow_mut().take())
-                .unwrap_or_else(|| "panicked".to_string());
+            let message = take_panic_message();
             put(next, Err(PointFailure::Panic { message }.into()));
             next += 1;
         }
     }
-    CAPTURING.with(|c| c.set(was_capturing));
+    set_capturing(was_capturing);
 }
 
 /// The type-erased entry point a worker uses: bincode input bytes in,
@@ -270,11 +212,11 @@ impl Registration {
 inventory::collect!(Registration);
 
 fn invoke_encoded<M: Model>(input: &[u8], ctx: &EvalContext) -> Result<Vec<u8>, Failed> {
-    let input: M::Input = crate::codec::decode(input).map_err(|e| PointFailure::Protocol {
+    let input: M::Input = super::codec::decode(input).map_err(|e| PointFailure::Protocol {
         message: format!("cannot decode the input of {}: {e}", M::ID),
     })?;
     let output = evaluate_caught::<M>(&input, ctx)?;
-    crate::codec::encode(&output).map_err(|e| {
+    super::codec::encode(&output).map_err(|e| {
         Failed::from(PointFailure::Protocol {
             message: format!("cannot encode the output of {}: {e}", M::ID),
         })
