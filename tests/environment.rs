@@ -12,7 +12,13 @@ use otwrap::prelude::*;
 /// What a worker writes first (`worker::protocol::MAGIC`).
 const MAGIC: &[u8] = b"OTWRAPW\x01";
 /// A well-formed driver handshake (`worker::protocol::worker_env_value`).
-const HANDSHAKE: &str = "otwrap-worker:1:0123456789abcdef0123456789abcdef";
+/// A driver's handshake value in this version's shape.
+fn handshake() -> String {
+    format!(
+        "otwrap-worker:{}:0123456789abcdef0123456789abcdef",
+        otwrap_runtime::worker::protocol::PROTOCOL_VERSION
+    )
+}
 /// The child's mode: `map` (two batches of `double`) or `nested`.
 const CHILD_ENV: &str = "OTWRAP_TEST_ENV_CHILD";
 
@@ -100,7 +106,7 @@ const VALUES: &str = "values: [2.0, 4.0]\n";
 /// on stdout. A driver's handshake starts the worker (the control).
 fn worker_4_is_refused_without_protocol_bytes() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let served = run_child(None, &[("OTWRAP_WORKER", HANDSHAKE)], dir.path())?;
+    let served = run_child(None, &[("OTWRAP_WORKER", &handshake())], dir.path())?;
     check(
         served.stdout.starts_with(MAGIC) && served.status.success(),
         "a driver's handshake must start worker mode (greeting on stdout, exit 0 at the end of stdin)",
@@ -127,13 +133,18 @@ fn worker_4_is_refused_without_protocol_bytes() -> Result<(), Failed> {
         )?;
     }
     // A driver of another protocol version: named as such, still no bytes.
-    let other = HANDSHAKE.replace(":1:", ":9:");
+    let other = handshake().replace(
+        &format!(":{}:", otwrap_runtime::worker::protocol::PROTOCOL_VERSION),
+        ":999:",
+    );
     let output = run_child(Some("map"), &[("OTWRAP_WORKER", &other)], dir.path())?;
     check(
         output.stdout.is_empty()
             && output.status.code() == Some(78)
-            && stderr(&output)
-                .contains("a driver speaking worker protocol 9, but it speaks protocol 1"),
+            && stderr(&output).contains(&format!(
+                "a driver speaking worker protocol 999, but it speaks protocol {}",
+                otwrap_runtime::worker::protocol::PROTOCOL_VERSION
+            )),
         "another protocol's handshake must be refused by name",
         &output,
     )?;

@@ -16,8 +16,8 @@ use otwrap_runtime::coupling::{CouplingError, ResultFile, Skip, Template};
 use otwrap_runtime::fuzzing;
 use otwrap_runtime::sample::{CsvOptions, Sample, SampleError};
 use otwrap_runtime::worker::protocol::{
-    decode_frame, read_frame, read_greeting, write_frame, FrameError, FromWorker, ToWorker, MAGIC,
-    MAX_FRAME,
+    decode_frame, read_frame, read_greeting, write_frame, FrameError, FromWorker, ModelRef,
+    ToWorker, MAGIC, MAX_FRAME,
 };
 use otwrap_runtime::{Failed, PointFailure};
 use rand::rngs::StdRng;
@@ -234,7 +234,11 @@ fn random_message(rng: &mut StdRng) -> (Vec<u8>, bool) {
         let msg = match rng.gen_range(0..3) {
             0 => ToWorker::Init {
                 protocol: rng.gen(),
-                model: random_string(rng),
+                model: if rng.gen_bool(0.5) {
+                    ModelRef::Compiled(random_string(rng))
+                } else {
+                    ModelRef::Described((0..rng.gen_range(0..64)).map(|_| rng.gen()).collect())
+                },
             },
             1 => ToWorker::Evaluate {
                 index: rng.gen(),

@@ -41,6 +41,41 @@ fn crashy(k: u32) -> Result<u32, String> {
     }
 }
 
+/// Counts its attempts at each point in files (`<dir>/<k>.<pid>`), then:
+/// point 0 is SIGKILLed on its first attempt only, point 1 on every
+/// attempt, point 2 segfaults, point 3 returns an error, others succeed.
+#[parallelize(backend = "processes", workers = 2)]
+fn attempted(dir: String, k: u32) -> Result<u32, String> {
+    let dir = std::path::Path::new(&dir);
+    let tries = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{k}."))
+        })
+        .count();
+    std::fs::write(dir.join(format!("{k}.{}", std::process::id())), b"")
+        .map_err(|e| e.to_string())?;
+    let kill = || {
+        // SAFETY: sends SIGKILL to this very worker process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        std::thread::sleep(Duration::from_secs(10));
+    };
+    match k {
+        0 if tries == 0 => kill(),
+        1 => kill(),
+        // SAFETY: deliberately not: this is the segfault under test.
+        2 => unsafe {
+            std::ptr::null_mut::<u32>().write_volatile(1);
+        },
+        3 => return Err("k = 3 is refused".into()),
+        _ => {}
+    }
+    Ok(k * 10)
+}
+
 /// Hangs on point 2.
 #[parallelize(backend = "processes", workers = 2, timeout = 1)]
 fn sleepy(k: u32) -> u32 {
@@ -214,6 +249,90 @@ fn fail_fast_stops_the_workers() -> Result<(), Failed> {
     check(s.evaluated == 21 && s.not_run == 179, || format!("{s}"))
 }
 
+/// `retries` on `processes`, by failure class: a SIGKILLed worker's point
+/// runs again (and fails after `retries` re-runs if it is killed every
+/// time); a segfault and a model error are the model's and run once. Each
+/// error names its class and attempts.
+fn retries_follow_the_failure_classes() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().display().to_string();
+    let inputs: Vec<(String, u32)> = (0..8).map(|k| (path.clone(), k)).collect();
+    let batch = attempted::runner().retries(2).map(&inputs)?;
+    let tries = |k: u32| {
+        std::fs::read_dir(dir.path())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{k}."))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let results = batch.results();
+    check(results[0] == Ok(0), || format!("point 0: {:?}", results[0]))?;
+    check(tries(0) == 2, || {
+        format!("point 0 ran {} times, 2 expected", tries(0))
+    })?;
+    for k in 4..8 {
+        check(results[k as usize] == Ok(k * 10), || {
+            format!("point {k}: {:?}", results[k as usize])
+        })?;
+        check(tries(k) == 1, || {
+            format!("point {k} ran {} times", tries(k))
+        })?;
+    }
+    let error = |k: usize| {
+        results[k]
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    let e1 = error(1);
+    check(tries(1) == 3, || {
+        format!("point 1 ran {} times, 3 expected", tries(1))
+    })?;
+    check(
+        e1.contains("SIGKILL")
+            && e1.contains("[infrastructure loss, 3 attempts, 0 of 2 retries left]"),
+        || e1.clone(),
+    )?;
+    let e2 = error(2);
+    check(tries(2) == 1, || {
+        format!("the segfaulting point ran {} times", tries(2))
+    })?;
+    check(
+        e2.contains("SIGSEGV") && e2.contains("[model failure, 1 attempt, not retried]"),
+        || e2.clone(),
+    )?;
+    let e3 = error(3);
+    check(tries(3) == 1, || {
+        format!("the failing point ran {} times", tries(3))
+    })?;
+    check(
+        e3.contains("k = 3 is refused") && e3.contains("[model failure, 1 attempt, not retried]"),
+        || e3.clone(),
+    )?;
+    let attempts = results[1].as_ref().err().map(|e| e.attempts().made);
+    check(attempts == Some(3), || format!("{attempts:?}"))?;
+    // With retries = 0 a killed worker's point fails at once.
+    let dir0 = tempfile::tempdir()?;
+    let path0 = dir0.path().display().to_string();
+    let once = attempted::runner().retries(0).map(&[(path0, 1)])?;
+    let e = once.results()[0]
+        .as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    check(
+        e.contains("[infrastructure loss, 1 attempt, not retried]"),
+        || e.clone(),
+    )
+}
+
 #[otwrap::main]
 fn main() {
     let args = Arguments::from_args();
@@ -238,6 +357,10 @@ fn main() {
         Trial::test(
             "processes_fail_fast_stops_the_workers",
             fail_fast_stops_the_workers,
+        ),
+        Trial::test(
+            "processes_retries_follow_the_failure_classes",
+            retries_follow_the_failure_classes,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

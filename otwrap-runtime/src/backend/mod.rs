@@ -7,7 +7,8 @@ use crate::config::{Backend, Settings};
 use crate::error::{Error, Location, PointFailure};
 use crate::model::Model;
 
-mod processes;
+pub(crate) mod pool;
+pub(crate) mod processes;
 pub(crate) mod rayon_pool;
 mod serial;
 pub(crate) mod slurm;

@@ -189,6 +189,9 @@ pub(crate) fn evaluate_run<M: Model>(
 /// bincode output bytes out.
 pub type InvokeFn = fn(&[u8], &EvalContext) -> Result<Vec<u8>, Failed>;
 
+/// An entry point a worker may build at run time (a model given as data).
+pub type DynInvoke = dyn Fn(&[u8], &EvalContext) -> Result<Vec<u8>, Failed> + Send + Sync;
+
 /// One model in the process-wide registry, filled at compile time by the
 /// attributes (through `inventory`).
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 //! other value of `OTWRAP_WORKER` is refused before a byte of the protocol
 //! is written.
 
+pub(crate) mod client;
 pub mod protocol;
 pub(crate) mod run_dir;
 pub(crate) mod task;
@@ -16,8 +17,8 @@ use std::sync::{mpsc, Arc};
 
 use crate::model::{find_registered, registered_ids, EvalContext};
 use protocol::{
-    parse_handshake, read_frame, write_frame, FromWorker, Handshake, HandshakeError, ToWorker,
-    MAGIC, PROTOCOL_VERSION, WORKER_ENV,
+    parse_handshake, read_frame, write_frame, FromWorker, Handshake, HandshakeError, ModelRef,
+    ToWorker, MAGIC, PROTOCOL_VERSION, WORKER_ENV,
 };
 
 /// The exit status of a program whose `OTWRAP_WORKER` is not a driver's
@@ -104,25 +105,25 @@ fn serve() -> io::Result<()> {
         },
     )?;
     out.flush()?;
-    let invoke = match next()? {
+    let invoke: Box<crate::core::model::DynInvoke> = match next()? {
         Some(ToWorker::Init { protocol, model }) => {
             if protocol != PROTOCOL_VERSION {
                 return Err(io::Error::other(format!(
                     "the driver speaks protocol {protocol}, this worker {PROTOCOL_VERSION}"
                 )));
             }
-            match find_registered(&model) {
-                Some(reg) => {
+            match resolve_model(&model) {
+                Ok(invoke) => {
                     write_frame(&mut out, &FromWorker::Ready)?;
                     out.flush()?;
-                    reg.invoke
+                    invoke
                 }
-                None => {
+                Err(known) => {
                     write_frame(
                         &mut out,
                         &FromWorker::UnknownModel {
-                            model,
-                            known: registered_ids().into_iter().map(String::from).collect(),
+                            model: model.label(),
+                            known,
                         },
                     )?;
                     out.flush()?;
@@ -137,22 +138,63 @@ fn serve() -> io::Result<()> {
             )))
         }
     };
+    // A point is announced (`Started`) before it runs. When the next point
+    // is already waiting as one finishes, its announcement goes out with
+    // the result in one write.
+    let mut announced: Option<(u64, Vec<u8>)> = None;
     loop {
-        match next()? {
-            Some(ToWorker::Evaluate {
-                index,
-                input: bytes,
-            }) => {
-                let ctx = EvalContext::new(usize::try_from(index).unwrap_or(usize::MAX));
-                busy.store(true, Ordering::SeqCst);
-                let outcome = invoke(&bytes, &ctx);
-                busy.store(false, Ordering::SeqCst);
-                write_frame(&mut out, &FromWorker::Result { index, outcome })?;
-                out.flush()?;
+        let (index, bytes) = match announced.take() {
+            Some(point) => point,
+            None => match next()? {
+                Some(ToWorker::Evaluate { index, input }) => {
+                    write_frame(&mut out, &FromWorker::Started { index })?;
+                    out.flush()?;
+                    (index, input)
+                }
+                None | Some(ToWorker::Shutdown) => return Ok(()),
+                Some(other) => {
+                    return Err(io::Error::other(format!("unexpected message {other:?}")))
+                }
+            },
+        };
+        let ctx = EvalContext::new(usize::try_from(index).unwrap_or(usize::MAX));
+        busy.store(true, Ordering::SeqCst);
+        let outcome = invoke(&bytes, &ctx);
+        busy.store(false, Ordering::SeqCst);
+        write_frame(&mut out, &FromWorker::Result { index, outcome })?;
+        match frames.try_recv() {
+            Ok(Ok(Some(ToWorker::Evaluate { index, input }))) => {
+                write_frame(&mut out, &FromWorker::Started { index })?;
+                announced = Some((index, input));
             }
-            None | Some(ToWorker::Shutdown) => return Ok(()),
-            Some(other) => return Err(io::Error::other(format!("unexpected message {other:?}"))),
+            Ok(Ok(None | Some(ToWorker::Shutdown))) | Err(mpsc::TryRecvError::Disconnected) => {
+                out.flush()?;
+                return Ok(());
+            }
+            Ok(Ok(Some(other))) => {
+                out.flush()?;
+                return Err(io::Error::other(format!("unexpected message {other:?}")));
+            }
+            Ok(Err(e)) => {
+                out.flush()?;
+                return Err(e);
+            }
+            Err(mpsc::TryRecvError::Empty) => {}
         }
+        out.flush()?;
+    }
+}
+
+/// The evaluation function of the model a driver asks for, or the ids this
+/// binary knows.
+fn resolve_model(model: &ModelRef) -> Result<Box<crate::core::model::DynInvoke>, Vec<String>> {
+    let known = || registered_ids().into_iter().map(String::from).collect();
+    match model {
+        ModelRef::Compiled(id) => match find_registered(id) {
+            Some(reg) => Ok(Box::new(reg.invoke)),
+            None => Err(known()),
+        },
+        ModelRef::Described(_) => Err(known()),
     }
 }
 

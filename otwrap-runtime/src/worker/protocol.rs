@@ -15,7 +15,10 @@ use crate::layers::Failed;
 /// The bytes a worker writes first.
 pub const MAGIC: &[u8; 8] = b"OTWRAPW\x01";
 /// The protocol version; a driver and a worker must agree on it.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: the worker says `Started` before each point; `Init` names the model
+/// by a [`ModelRef`] (a compiled-in id, or a description given as data).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The environment variable that starts a binary in worker mode. It is
 /// internal: a driver sets it to [`worker_env_value`] (or, in a SLURM job
 /// script, [`task_env_value`]), and any other value is refused.
@@ -142,17 +145,38 @@ pub fn parse_handshake(value: &std::ffi::OsStr) -> Result<Handshake, HandshakeEr
     Ok(mode)
 }
 
+/// The model a worker is asked to serve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelRef {
+    /// A model compiled into the worker binary, by its stable id
+    /// ([`Model::ID`](crate::Model::ID)).
+    Compiled(String),
+    /// A model given as data: the encoded description of an external-code
+    /// coupling, evaluated by the runtime's interpreter.
+    Described(Vec<u8>),
+}
+
+impl ModelRef {
+    /// A short name for messages: the id, or `a described model (N bytes)`.
+    pub fn label(&self) -> String {
+        match self {
+            ModelRef::Compiled(id) => id.clone(),
+            ModelRef::Described(bytes) => format!("a described model ({} bytes)", bytes.len()),
+        }
+    }
+}
+
 /// Driver to worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// Selects the model by its stable id.
+    /// Selects the model.
     Init {
         /// The driver's protocol version.
         protocol: u32,
-        /// The model's id ([`Model::ID`](crate::Model::ID)).
-        model: String,
+        /// The model.
+        model: ModelRef,
     },
-    /// Evaluates one point.
+    /// Evaluates one point (after those sent before it).
     Evaluate {
         /// The point's index in the batch.
         index: u64,
@@ -185,6 +209,12 @@ pub enum FromWorker {
         model: String,
         /// The ids this binary knows.
         known: Vec<String>,
+    },
+    /// The worker starts evaluating this point (sent before it starts, so
+    /// the driver's deadline runs from here and a loss is charged to it).
+    Started {
+        /// The point's index.
+        index: u64,
     },
     /// The result of one point.
     Result {
@@ -423,12 +453,15 @@ mod tests {
             "task".to_string(),
             "true".to_string(),
             String::new(),
-            format!("otwrap-worker:1:{}", &token[1..]),
-            format!("otwrap-worker:1:{token}0"),
-            format!("otwrap-worker:1:{}", token.replace('a', "g")),
+            format!("otwrap-worker:{PROTOCOL_VERSION}:{}", &token[1..]),
+            format!("otwrap-worker:{PROTOCOL_VERSION}:{token}0"),
+            format!(
+                "otwrap-worker:{PROTOCOL_VERSION}:{}",
+                token.replace('a', "g")
+            ),
             format!("otwrap-worker::{token}"),
             format!("otwrap-worker:{token}"),
-            format!("otwrap-workers:1:{token}"),
+            format!("otwrap-workers:{PROTOCOL_VERSION}:{token}"),
         ] {
             let e = parse_handshake(refused.as_ref()).unwrap_err();
             assert!(
@@ -443,11 +476,11 @@ mod tests {
             );
         }
         assert_eq!(
-            parse_handshake(format!("otwrap-worker:2:{token}").as_ref()),
-            Err(HandshakeError::OtherProtocol { driver: 2 })
+            parse_handshake(format!("otwrap-worker:999:{token}").as_ref()),
+            Err(HandshakeError::OtherProtocol { driver: 999 })
         );
         assert_eq!(
-            parse_handshake(format!("otwrap-task:1:{token}").as_ref()),
+            parse_handshake(format!("otwrap-task:{PROTOCOL_VERSION}:{token}").as_ref()),
             Ok(Handshake::Task)
         );
     }

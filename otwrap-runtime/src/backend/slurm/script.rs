@@ -193,6 +193,10 @@ mod tests {
             timeout: Some(std::time::Duration::from_millis(1500)),
         };
         let text = render(&spec).expect("render");
+        let handshake = format!(
+            "OTWRAP_WORKER=otwrap-task:{}:",
+            crate::worker::protocol::PROTOCOL_VERSION
+        );
         for line in [
             "#!/bin/sh\n",
             "#SBATCH --job-name=beam\n",
@@ -210,7 +214,7 @@ mod tests {
             "#SBATCH --exclusive\n",
             "#SBATCH --comment=x y\n",
             "module load ot\nexport A=1\n",
-            "OTWRAP_WORKER=otwrap-task:1:",
+            handshake.as_str(),
             "\nexport OTWRAP_WORKER\n",
             "OTWRAP_TASK_RUN='/shared/it'\\''s/run'\n",
             "OTWRAP_TASK_SUBMISSION=3\n",

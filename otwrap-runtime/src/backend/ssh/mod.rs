@@ -670,7 +670,7 @@ impl<M: Model> Connection<'_, '_, M> {
                     }
                     let init = ToWorker::Init {
                         protocol: PROTOCOL_VERSION,
-                        model: M::ID.to_string(),
+                        model: crate::worker::protocol::ModelRef::Compiled(M::ID.to_string()),
                     };
                     if chan.send(&init).is_err() {
                         return Some("cannot send the model's name".into());
