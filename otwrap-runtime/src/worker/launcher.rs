@@ -13,7 +13,9 @@
 //! The launcher is one thread around `poll(2)`: the driver's input, and for
 //! each worker its stdout, stderr and (while bytes wait for it) stdin, all
 //! without blocking; a hundred workers cost a hundred small buffers, not a
-//! hundred threads. Nothing outlives the driver: when the launcher's input
+//! hundred threads. A worker's exit is seen on its pidfd (Linux), or else
+//! when its protocol output ends; it is reported after its output is read
+//! to the end. Nothing outlives the driver: when the launcher's input
 //! ends (the driver exited, the SSH channel closed) it kills every worker's
 //! process group and exits, and each worker carries a parent-death signal
 //! in case the launcher itself is killed.
@@ -25,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -278,15 +280,12 @@ impl LauncherLink {
                 return Ok(None);
             }
             if &buf[..LAUNCHER_MAGIC.len()] != LAUNCHER_MAGIC {
-                return Err(LauncherError::NotALauncher {
-                    seen: shown(buf),
-                });
+                return Err(LauncherError::NotALauncher { seen: shown(buf) });
             }
             self.start += LAUNCHER_MAGIC.len();
             self.state = LinkState::Hello;
         }
-        let Some((message, used)) = decode_frame::<FromLauncher>(&self.inbox[self.start..])?
-        else {
+        let Some((message, used)) = decode_frame::<FromLauncher>(&self.inbox[self.start..])? else {
             return Ok(None);
         };
         self.start += used;
@@ -376,10 +375,13 @@ struct SlotWorker {
     close_requested: bool,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
+    /// Readable once the worker exits (Linux 5.3 and later): its exit is
+    /// seen even while a program it left holds its output open.
+    pidfd: Option<OwnedFd>,
     /// When its protocol output ended.
     output_ended: Option<Instant>,
-    /// When it was seen to have exited (its group then killed): its stderr
-    /// is read a little longer, then it is reaped.
+    /// When it was seen to have exited (its group then killed): its output
+    /// is read to its end, or for [`STDERR_GRACE`], then it is reaped.
     exited: Option<Instant>,
 }
 
@@ -392,6 +394,15 @@ impl SlotWorker {
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
             }
+        }
+    }
+
+    /// Looks whether the worker exited (without reaping it, so its group id
+    /// stays its own) and then kills its group: the programs it left behind.
+    fn note_exit(&mut self) {
+        if self.exited.is_none() && has_exited(self.pid) {
+            self.kill_group();
+            self.exited = Some(Instant::now());
         }
     }
 
@@ -413,6 +424,7 @@ enum Watched {
     Stdout(u32),
     Stderr(u32),
     Stdin(u32),
+    Exit(u32),
 }
 
 /// The launcher's state: its streams to the driver and its workers.
@@ -496,6 +508,9 @@ impl Launcher {
                 if let (Some(p), false) = (&w.stdin, w.pending.is_empty()) {
                     watch(p.as_raw_fd(), libc::POLLOUT, Watched::Stdin(slot));
                 }
+                if let (Some(p), None) = (&w.pidfd, w.exited) {
+                    watch(p.as_raw_fd(), libc::POLLIN, Watched::Exit(slot));
+                }
                 wake = match (wake, w.deadline()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -509,8 +524,7 @@ impl Launcher {
                 }
             };
             // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
-            let ready =
-                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if ready < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -537,6 +551,13 @@ impl Launcher {
                     Watched::Stdout(slot) => self.read_stdout(slot, &mut buf)?,
                     Watched::Stderr(slot) => self.read_stderr(slot, &mut buf)?,
                     Watched::Stdin(slot) => self.write_stdin(slot),
+                    Watched::Exit(slot) => {
+                        if let Some(w) = self.workers.get_mut(&slot) {
+                            // Readable for good: looked at once.
+                            w.pidfd = None;
+                            w.note_exit();
+                        }
+                    }
                 }
             }
             if !input_open {
@@ -545,7 +566,7 @@ impl Launcher {
                 self.kill_all();
                 return Ok(());
             }
-            self.reap()?;
+            self.reap(&mut buf)?;
             if self.shutdown_by.is_some_and(|by| Instant::now() >= by) {
                 for w in self.workers.values() {
                     w.kill_group();
@@ -637,7 +658,8 @@ impl Launcher {
                         w.stdin = None;
                     }
                 }
-                self.shutdown_by.get_or_insert(Instant::now() + SHUTDOWN_GRACE);
+                self.shutdown_by
+                    .get_or_insert(Instant::now() + SHUTDOWN_GRACE);
             }
         }
         Ok(())
@@ -665,7 +687,10 @@ impl Launcher {
             let _ = child.wait();
             return Err("the worker started without its pipes".to_string());
         };
-        if let Err(e) = set_nonblocking(stdin.as_raw_fd()) {
+        // Non-blocking: writes wait for room in the loop, and the output of
+        // an exited worker is read to what is there, not to its end.
+        let pipes = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+        if let Err(e) = pipes.into_iter().try_for_each(set_nonblocking) {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!("cannot set up the worker's input: {e}"));
@@ -680,6 +705,7 @@ impl Launcher {
                 close_requested: false,
                 stdout: Some(stdout),
                 stderr: Some(stderr),
+                pidfd: open_pidfd(pid),
                 output_ended: None,
                 exited: None,
             },
@@ -695,6 +721,7 @@ impl Launcher {
             return Ok(());
         };
         match pipe.read(buf) {
+            Err(e) if is_transient(&e) => Ok(()),
             Ok(0) | Err(_) => {
                 w.stdout = None;
                 w.output_ended = Some(Instant::now());
@@ -715,6 +742,7 @@ impl Launcher {
             return Ok(());
         };
         match pipe.read(buf) {
+            Err(e) if is_transient(&e) => Ok(()),
             Ok(0) | Err(_) => {
                 w.stderr = None;
                 Ok(())
@@ -799,33 +827,44 @@ impl Launcher {
         Ok(())
     }
 
-    /// Moves workers whose output ended towards their report: once exited
-    /// (seen without reaping, so the group id stays theirs) their group is
-    /// killed (programs they left behind), their stderr read to its end or
-    /// for [`STDERR_GRACE`], then they are reaped and reported once.
-    fn reap(&mut self) -> io::Result<()> {
+    /// Moves workers that exited (or whose output ended) towards their
+    /// report: once exited, their output is read to its end (or for
+    /// [`STDERR_GRACE`], then to what is there), then they are reaped and
+    /// reported once.
+    fn reap(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let now = Instant::now();
         let mut done = Vec::new();
         for (&slot, w) in &mut self.workers {
-            let Some(ended) = w.output_ended else {
-                continue;
-            };
-            if w.exited.is_none() {
-                if has_exited(w.pid) {
-                    w.kill_group();
-                    w.exited = Some(now);
-                } else if now >= ended + EXIT_GRACE {
+            if let (None, Some(ended)) = (w.exited, w.output_ended) {
+                w.note_exit();
+                if w.exited.is_none() && now >= ended + EXIT_GRACE {
                     // A worker without its protocol output is of no use.
                     w.kill_group();
                 }
             }
             if let Some(exited) = w.exited {
-                if w.stderr.is_none() || now >= exited + STDERR_GRACE {
+                let drained = w.stdout.is_none() && w.stderr.is_none();
+                if drained || now >= exited + STDERR_GRACE {
                     done.push(slot);
                 }
             }
         }
         for slot in done {
+            // What the worker wrote before it exited is already in the pipes.
+            while self.workers.get(&slot).is_some_and(|w| w.stdout.is_some()) {
+                let before = self.outbox.len();
+                self.read_stdout(slot, buf)?;
+                if self.outbox.len() == before {
+                    break;
+                }
+            }
+            while self.workers.get(&slot).is_some_and(|w| w.stderr.is_some()) {
+                let before = self.outbox.len();
+                self.read_stderr(slot, buf)?;
+                if self.outbox.len() == before {
+                    break;
+                }
+            }
             let Some(mut w) = self.workers.remove(&slot) else {
                 continue;
             };
@@ -876,6 +915,33 @@ fn spawn_worker(exe: &Path) -> io::Result<Child> {
         });
     }
     cmd.spawn()
+}
+
+/// A descriptor that becomes readable when the process exits; `None` where
+/// the kernel has none (the end of the worker's output stands in for it).
+#[cfg(target_os = "linux")]
+fn open_pidfd(pid: u32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // (close-on-exec) or -1; the descriptor is owned by the OwnedFd only.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+        let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+        Some(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_pidfd(_pid: u32) -> Option<OwnedFd> {
+    None
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// Whether the process has exited, without reaping it.
