@@ -472,14 +472,11 @@ impl Launcher {
         let mut buf = vec![0u8; CHUNK];
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut watched: Vec<Watched> = Vec::new();
-        let mut input_open = true;
         loop {
             if self.shutdown_by.is_some() && self.workers.is_empty() {
                 return self.drain_output();
             }
-            if !input_open {
-                return Ok(());
-            }
+            let mut input_open = true;
             fds.clear();
             watched.clear();
             let mut watch = |fd: i32, events: i16, what: Watched| {
@@ -519,8 +516,10 @@ impl Launcher {
             let timeout = match wake {
                 None => -1,
                 Some(at) => {
-                    let ms = at.saturating_duration_since(Instant::now()).as_millis();
-                    i32::try_from(ms).unwrap_or(i32::MAX)
+                    // Rounded up: a deadline under a millisecond away must
+                    // not spin.
+                    let us = at.saturating_duration_since(Instant::now()).as_micros();
+                    i32::try_from(us.div_ceil(1000)).unwrap_or(i32::MAX)
                 }
             };
             // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
