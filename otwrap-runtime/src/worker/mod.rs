@@ -5,6 +5,7 @@
 //! is written.
 
 pub(crate) mod client;
+pub mod launcher;
 pub mod protocol;
 pub(crate) mod run_dir;
 pub(crate) mod task;
@@ -39,6 +40,8 @@ pub fn started_as_worker() -> bool {
 
 /// Called first thing in `main` by `#[otwrap::main]`: when the process was
 /// started as a worker, serves the driver and exits; when it was started as
+/// a launcher, starts and carries slot workers until the driver is gone,
+/// then exits; when it was started as
 /// a SLURM array task, evaluates its points from the run directory and
 /// exits; when `OTWRAP_WORKER` holds anything else (a user's
 /// `OTWRAP_WORKER=4` meant for `OTWRAP_WORKERS`), says so on stderr and
@@ -61,6 +64,10 @@ pub fn run_if_worker() {
     }
     // Programs the model starts must not believe they are workers too.
     std::env::remove_var(WORKER_ENV);
+    if mode == Handshake::Launch {
+        // Starts the slot workers (with a handshake of their own), then exits.
+        launcher::run();
+    }
     let code = match serve() {
         Ok(()) => 0,
         Err(e) => {

@@ -31,6 +31,8 @@ pub const MAX_FRAME: usize = 256 << 20;
 const SERVE_TAG: &str = "otwrap-worker";
 /// The tag of [`WORKER_ENV`] for a SLURM array task.
 const TASK_TAG: &str = "otwrap-task";
+/// The tag of [`WORKER_ENV`] for a launcher of slot workers.
+const LAUNCH_TAG: &str = "otwrap-launch";
 /// The token's length in hexadecimal digits (128 bits).
 const TOKEN_DIGITS: usize = 32;
 
@@ -41,6 +43,9 @@ pub enum Handshake {
     Serve,
     /// Evaluate the points of a SLURM array task from its run directory.
     Task,
+    /// Start slot workers on request and carry their streams over the
+    /// standard input and output (see [`crate::worker::launcher`]).
+    Launch,
 }
 
 /// Why a [`WORKER_ENV`] value does not start worker mode.
@@ -100,6 +105,21 @@ pub fn task_env_value() -> &'static str {
     VALUE.get_or_init(|| format!("{TASK_TAG}:{PROTOCOL_VERSION}:{}", driver_token()))
 }
 
+/// The value of [`WORKER_ENV`] that starts launcher mode (one process per
+/// host or connection that starts the slot workers itself):
+/// `otwrap-launch:<protocol>:<token>`, with the same token as
+/// [`worker_env_value`].
+///
+/// ```
+/// use otwrap_runtime::worker::protocol::{launch_env_value, parse_handshake, Handshake};
+///
+/// assert_eq!(parse_handshake(launch_env_value().as_ref()), Ok(Handshake::Launch));
+/// ```
+pub fn launch_env_value() -> &'static str {
+    static VALUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VALUE.get_or_init(|| format!("{LAUNCH_TAG}:{PROTOCOL_VERSION}:{}", driver_token()))
+}
+
 /// This driver process's token: 128 bits from the OS random source, in hex.
 fn driver_token() -> &'static str {
     static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -132,6 +152,7 @@ pub fn parse_handshake(value: &std::ffi::OsStr) -> Result<Handshake, HandshakeEr
     let mode = match tag {
         SERVE_TAG => Handshake::Serve,
         TASK_TAG => Handshake::Task,
+        LAUNCH_TAG => Handshake::Launch,
         _ => return Err(refused()),
     };
     let (protocol, token) = rest.split_once(':').ok_or_else(refused)?;
@@ -442,9 +463,14 @@ mod tests {
             parse_handshake(task_env_value().as_ref()),
             Ok(Handshake::Task)
         );
-        // One token per driver process, in both values.
+        assert_eq!(
+            parse_handshake(launch_env_value().as_ref()),
+            Ok(Handshake::Launch)
+        );
+        // One token per driver process, in every value.
         let token = |v: &str| v.rsplit(':').next().map(str::to_string);
         assert_eq!(token(worker_env_value()), token(task_env_value()));
+        assert_eq!(token(worker_env_value()), token(launch_env_value()));
         assert_eq!(token(worker_env_value()).map(|t| t.len()), Some(32));
         let token = "0123456789abcdef0123456789abcdef";
         for refused in [
@@ -462,6 +488,8 @@ mod tests {
             format!("otwrap-worker::{token}"),
             format!("otwrap-worker:{token}"),
             format!("otwrap-workers:{PROTOCOL_VERSION}:{token}"),
+            format!("otwrap-launcher:{PROTOCOL_VERSION}:{token}"),
+            format!("otwrap-launch:{PROTOCOL_VERSION}:{}", &token[1..]),
         ] {
             let e = parse_handshake(refused.as_ref()).unwrap_err();
             assert!(
