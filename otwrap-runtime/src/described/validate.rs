@@ -319,3 +319,275 @@ fn rule_problem(rule: &ReadRule) -> Option<String> {
             .then(|| String::from("the element or attribute name is empty; give both")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{InputTemplate, OutputReader, Step};
+    use super::*;
+
+    /// A description that passes; each test breaks one thing.
+    fn valid() -> ModelDescription {
+        ModelDescription::new("beam", ["F", "L"], ["y", "z"])
+            .template(InputTemplate::inline("in.txt", "F=@F@ L=@L@").variables(["F", "L"]))
+            .step(Step::new("solver").args(["in.txt"]))
+            .read(OutputReader::new("y", "out.txt", ReadRule::token("y=")))
+            .read(OutputReader::new(
+                "z",
+                "out.txt",
+                ReadRule::regex(r"z=(\R)"),
+            ))
+    }
+
+    fn refused(description: &ModelDescription) -> String {
+        match description.validate() {
+            Ok(()) => panic!("{description:?} was accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_valid_description_passes() {
+        valid().validate().unwrap();
+        let mut with_everything = valid().copy("/opt/beam/mesh").unwrap().step(
+            Step::new("post")
+                .timeout(Duration::from_millis(1500))
+                .env("A", "1")
+                .stdout_file("results/post.log"),
+        );
+        with_everything.templates[0].file = String::from("./inputs//in.txt");
+        with_everything.validate().unwrap();
+    }
+
+    #[test]
+    fn format_name_and_variables() {
+        let mut d = valid();
+        d.format = 2;
+        assert_eq!(
+            refused(&d),
+            "model description format 2 is not supported by this otwrap, which reads format 1; \
+             use the same otwrap version on the driver and the workers"
+        );
+
+        let mut d = valid();
+        d.name.clear();
+        assert_eq!(refused(&d), "the model has an empty name; give it a name");
+
+        let mut d = valid();
+        d.outputs[1].clear();
+        assert_eq!(
+            refused(&d),
+            "model `beam`: output 2 has an empty name; name every variable"
+        );
+
+        let mut d = valid();
+        d.inputs[1] = String::from("F");
+        assert_eq!(
+            refused(&d),
+            "model `beam`: the name `F` is given to two variables (input 1 and input 2); \
+             inputs and outputs need distinct names"
+        );
+
+        let mut d = valid();
+        d.outputs[0] = String::from("L");
+        assert_eq!(
+            refused(&d),
+            "model `beam`: the name `L` is given to two variables (input 2 and output 1); \
+             inputs and outputs need distinct names"
+        );
+
+        let mut d = valid();
+        d.outputs.clear();
+        assert_eq!(
+            refused(&d),
+            "model `beam` has no outputs; list at least one output and how to read it"
+        );
+    }
+
+    #[test]
+    fn steps() {
+        let mut d = valid();
+        d.steps.clear();
+        assert_eq!(
+            refused(&d),
+            "model `beam` has no steps; add the command that runs the solver"
+        );
+
+        let d = valid().step(Step::new("  "));
+        assert_eq!(
+            refused(&d),
+            "model `beam`, step 2: the program is empty; give the command to run"
+        );
+
+        for seconds in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut d = valid();
+            d.steps[0].timeout = Some(seconds);
+            assert_eq!(
+                refused(&d),
+                format!(
+                    "model `beam`, step 1: timeout {seconds} s is not a positive, finite number \
+                     of seconds; give one (e.g. 3600) or none"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn templates() {
+        let mut d = valid();
+        d.templates[0].tokens[1].variable = String::from("l");
+        assert_eq!(
+            refused(&d),
+            "model `beam`, template for `in.txt`: `l` is not an input of the model (inputs: F, L); \
+             check its spelling"
+        );
+
+        let d = valid().template(InputTemplate::inline("b.txt", "@F@ @F@").variables(["F", "F"]));
+        assert_eq!(
+            refused(&d),
+            "model `beam`, template for `b.txt`: variable `F` is listed twice"
+        );
+
+        let mut d = valid();
+        d.templates[0].tokens[0].token = String::from("@f@");
+        assert_eq!(
+            refused(&d),
+            "model `beam`, template for `in.txt`: the token `@f@` of variable `F` does not occur \
+             in the template's text; tokens are matched literally and case-sensitively, check its \
+             spelling in the template"
+        );
+        d.templates[0].tokens[0].token.clear();
+        assert!(
+            refused(&d).contains("the token `` of variable `F` does not occur"),
+            "{}",
+            refused(&d)
+        );
+
+        let mut d = valid();
+        d.templates[0].tokens.pop();
+        assert_eq!(
+            refused(&d),
+            "model `beam`: input `L` occurs in no template, so its value would not reach the \
+             solver; add it to a template or remove it from the inputs"
+        );
+    }
+
+    #[test]
+    fn readers() {
+        let d = valid().read(OutputReader::new("w", "out.txt", ReadRule::token("w=")));
+        assert_eq!(
+            refused(&d),
+            "model `beam`: a reader is given for `w`, which is not an output of the model \
+             (outputs: y, z); check its spelling"
+        );
+
+        let d = valid().read(OutputReader::new("y", "other.txt", ReadRule::at(0, 0)));
+        assert_eq!(
+            refused(&d),
+            "model `beam`: output `y` has two readers; keep one"
+        );
+
+        let mut d = valid();
+        d.readers.remove(0);
+        assert_eq!(
+            refused(&d),
+            "model `beam`: output `y` has no reader; say which file and how to read it"
+        );
+
+        let mut d = valid();
+        d.readers[1].rule = ReadRule::regex(r"z=\R");
+        assert_eq!(
+            refused(&d),
+            "model `beam`, reader of output `z`: regular expression `z=\\R` has no capture group; \
+             surround the number with parentheses, e.g. `Y=(\\R)`"
+        );
+        d.readers[1].rule = ReadRule::regex(r"z=(\R");
+        assert!(
+            refused(&d).starts_with(
+                "model `beam`, reader of output `z`: invalid regular expression `z=(\\R`: "
+            ),
+            "{}",
+            refused(&d)
+        );
+
+        let mut d = valid();
+        d.readers[0].rule = ReadRule::token("");
+        assert_eq!(
+            refused(&d),
+            "model `beam`, reader of output `y`: the token is empty; give the text that precedes \
+             the value"
+        );
+        d.readers[0].rule = ReadRule::At {
+            line: 0,
+            column: 1,
+            col_sep: Some(String::new()),
+        };
+        assert_eq!(
+            refused(&d),
+            "model `beam`, reader of output `y`: the column separator is empty; give one or none \
+             (whitespace)"
+        );
+        d.readers[0].rule = ReadRule::attribute("outputs", "");
+        assert_eq!(
+            refused(&d),
+            "model `beam`, reader of output `y`: the element or attribute name is empty; give both"
+        );
+    }
+
+    #[test]
+    fn paths_stay_inside_the_work_directory_and_do_not_clash() {
+        let mut d = valid();
+        d.templates[0].file = String::from("../in.txt");
+        assert_eq!(
+            refused(&d),
+            "model `beam`: the file written by template 1 `../in.txt` goes up with `..`; files \
+             stay inside the work directory"
+        );
+        d.templates[0].file = String::from("/tmp/in.txt");
+        assert_eq!(
+            refused(&d),
+            "model `beam`: the file written by template 1 `/tmp/in.txt` is absolute; give a path \
+             relative to the work directory"
+        );
+        d.templates[0].file = String::from(".");
+        assert_eq!(
+            refused(&d),
+            "model `beam`: the file written by template 1 `.` names no file; give a file name \
+             relative to the work directory"
+        );
+
+        let mut d = valid();
+        d.readers[0].file = String::from("/etc/passwd");
+        assert_eq!(
+            refused(&d),
+            "model `beam`: the file of output `y` `/etc/passwd` is absolute; give a path \
+             relative to the work directory"
+        );
+
+        let mut d = valid();
+        d.copy.push(String::from("mesh.dat"));
+        assert_eq!(
+            refused(&d),
+            "model `beam`: resource 1 `mesh.dat` is relative; resources are absolute paths, so \
+             that evaluations do not depend on the current directory of the process that runs them"
+        );
+
+        let d = valid().copy("/opt/beam/in.txt").unwrap();
+        assert_eq!(
+            refused(&d),
+            "model `beam`: `in.txt` in the work directory would be written by both resource \
+             `/opt/beam/in.txt` and template 1; give them different names"
+        );
+        let d = valid().step(Step::new("post").stdout_file("./in.txt"));
+        assert_eq!(
+            refused(&d),
+            "model `beam`: `in.txt` in the work directory would be written by both template 1 and \
+             the stdout of step 2; give them different names"
+        );
+        let d = valid().template(InputTemplate::inline("stderr-1.txt", "@F@").variable("F"));
+        assert_eq!(
+            refused(&d),
+            "model `beam`: `stderr-1.txt` in the work directory would be written by both \
+             template 2 and the stderr of step 1; give them different names"
+        );
+    }
+}
