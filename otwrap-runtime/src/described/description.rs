@@ -274,7 +274,7 @@ impl InputTemplate {
         let template =
             Template::from_file(path).map_err(|source| DescriptionError::ReadTemplate {
                 path: PathBuf::from(path),
-                source,
+                source: Box::new(source),
             })?;
         Ok(InputTemplate::inline(file, template.text()))
     }

@@ -238,7 +238,7 @@ pub enum DescriptionError {
         path: PathBuf,
         /// Why (missing, unreadable, not UTF-8).
         #[source]
-        source: CouplingError,
+        source: Box<CouplingError>,
     },
 
     /// A path given while building the description is not valid UTF-8, so
@@ -250,6 +250,9 @@ pub enum DescriptionError {
     },
 }
 
+// The causes are boxed: a `CouplingError` is large, and these errors travel
+// in every `Result` of the interpreter.
+
 /// One evaluation of a described model that failed. Messages start with the
 /// model's name and the part that failed (input file, resource, step,
 /// output), followed by the coupling tools' own message (file, token, exit
@@ -259,7 +262,7 @@ pub enum DescriptionError {
 pub enum DescribedError {
     /// The description itself is refused (see [`DescriptionError`]).
     #[error(transparent)]
-    Description(#[from] DescriptionError),
+    Description(Box<DescriptionError>),
 
     /// The point does not have one value per input.
     #[error("model `{model}` takes {expected} inputs ({inputs}) but the point has {given} values")]
@@ -283,7 +286,7 @@ pub enum DescribedError {
         file: String,
         /// What went wrong.
         #[source]
-        source: CouplingError,
+        source: Box<CouplingError>,
     },
 
     /// A resource could not be copied into the work directory.
@@ -295,7 +298,7 @@ pub enum DescribedError {
         resource: String,
         /// What went wrong.
         #[source]
-        source: WorkDirError,
+        source: Box<WorkDirError>,
     },
 
     /// A step failed: it exited unsuccessfully, timed out, was interrupted,
@@ -310,7 +313,7 @@ pub enum DescribedError {
         steps: usize,
         /// What went wrong (command line, exit status, end of stderr).
         #[source]
-        source: CouplingError,
+        source: Box<CouplingError>,
     },
 
     /// An output could not be read.
@@ -324,6 +327,12 @@ pub enum DescribedError {
         file: String,
         /// What went wrong (file, token, line).
         #[source]
-        source: CouplingError,
+        source: Box<CouplingError>,
     },
+}
+
+impl From<DescriptionError> for DescribedError {
+    fn from(error: DescriptionError) -> Self {
+        DescribedError::Description(Box::new(error))
+    }
 }

@@ -240,7 +240,7 @@ impl Interpreter {
             copy_entry(resource, workdir).map_err(|source| DescribedError::Resource {
                 model: self.name.clone(),
                 resource: resource.display().to_string(),
-                source,
+                source: Box::new(source),
             })?;
         }
 
@@ -259,7 +259,7 @@ impl Interpreter {
                 .map_err(|source| DescribedError::Input {
                     model: self.name.clone(),
                     file: template.file.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
 
@@ -272,7 +272,7 @@ impl Interpreter {
                     model: self.name.clone(),
                     step: index + 1,
                     steps: self.steps.len(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
 
@@ -284,7 +284,7 @@ impl Interpreter {
                 model: self.name.clone(),
                 output: reader.output.clone(),
                 file: reader.file.clone(),
-                source,
+                source: Box::new(source),
             };
             let path = workdir.join(&reader.file);
             let file = match files.iter().position(|file| file.path() == path) {
