@@ -84,7 +84,7 @@ impl ModelDescription {
     /// Validates the description and prepares it for evaluation; see
     /// [`Interpreter`]. Compile once, evaluate many points.
     pub fn compile(&self) -> Result<Interpreter, DescriptionError> {
-        self.validate()?;
+        let mut regexes = self.checked()?;
         let input_index = |variable: &str| self.inputs.iter().position(|name| name == variable);
         let templates = self
             .templates
@@ -130,9 +130,14 @@ impl ModelDescription {
         let mut readers = Vec::with_capacity(self.outputs.len());
         for output in &self.outputs {
             // Validation made sure each output has exactly one reader.
-            let Some(reader) = self.readers.iter().find(|reader| &reader.output == output) else {
+            let Some(at) = self
+                .readers
+                .iter()
+                .position(|reader| &reader.output == output)
+            else {
                 continue;
             };
+            let reader = &self.readers[at];
             let bad = |problem: String| DescriptionError::BadReader {
                 model: self.name.clone(),
                 output: output.clone(),
@@ -161,8 +166,11 @@ impl ModelDescription {
                     occurrence,
                 } => CompiledRule::Regex {
                     pattern: pattern.clone(),
-                    regex: crate::coupling::compile_pattern(pattern)
-                        .map_err(|error| bad(error.to_string()))?,
+                    regex: match regexes.get_mut(at).and_then(Option::take) {
+                        Some(regex) => regex,
+                        None => crate::coupling::compile_pattern(pattern)
+                            .map_err(|error| bad(error.to_string()))?,
+                    },
                     occurrence: offset(*occurrence)?,
                 },
                 ReadRule::At {

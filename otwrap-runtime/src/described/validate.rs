@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path};
 use std::time::Duration;
 
+use regex::Regex;
+
 use super::description::{ModelDescription, ReadRule};
 use super::error::DescriptionError;
 use super::FORMAT;
@@ -73,6 +75,13 @@ impl ModelDescription {
     /// );
     /// ```
     pub fn validate(&self) -> Result<(), DescriptionError> {
+        self.checked().map(drop)
+    }
+
+    /// [`validate`](Self::validate), keeping what it built: the compiled
+    /// regex of each reader that has one (in the order of `readers`), so
+    /// that compiling a description builds each regex once.
+    pub(super) fn checked(&self) -> Result<Vec<Option<Regex>>, DescriptionError> {
         if self.format != FORMAT {
             return Err(DescriptionError::UnsupportedFormat {
                 found: self.format,
@@ -243,9 +252,10 @@ impl ModelDescription {
         Ok(())
     }
 
-    fn check_readers(&self) -> Result<(), DescriptionError> {
+    fn check_readers(&self) -> Result<Vec<Option<Regex>>, DescriptionError> {
         let model = || self.name.clone();
         let mut read = HashSet::new();
+        let mut regexes = Vec::with_capacity(self.readers.len());
         for reader in &self.readers {
             if !self.outputs.contains(&reader.output) {
                 return Err(DescriptionError::ReaderUnknownOutput {
@@ -266,13 +276,13 @@ impl ModelDescription {
                 path: reader.file.clone(),
                 problem,
             })?;
-            rule_problem(&reader.rule).map_or(Ok(()), |problem| {
-                Err(DescriptionError::BadReader {
+            let regex =
+                check_rule(&reader.rule).map_err(|problem| DescriptionError::BadReader {
                     model: model(),
                     output: reader.output.clone(),
                     problem,
-                })
-            })?;
+                })?;
+            regexes.push(regex);
         }
         match self
             .outputs
@@ -283,21 +293,23 @@ impl ModelDescription {
                 model: model(),
                 output: output.clone(),
             }),
-            None => Ok(()),
+            None => Ok(regexes),
         }
     }
 }
 
-/// What makes a rule unusable, if anything.
-fn rule_problem(rule: &ReadRule) -> Option<String> {
-    let empty_separator = |col_sep: &Option<String>| {
-        matches!(col_sep, Some(sep) if sep.is_empty())
-            .then(|| String::from("the column separator is empty; give one or none (whitespace)"))
+/// The rule's compiled regex if it has one, or what makes it unusable.
+fn check_rule(rule: &ReadRule) -> Result<Option<Regex>, String> {
+    let empty_separator = |col_sep: &Option<String>| match col_sep {
+        Some(sep) if sep.is_empty() => Err(String::from(
+            "the column separator is empty; give one or none (whitespace)",
+        )),
+        _ => Ok(None),
     };
     match rule {
         ReadRule::Token { token, col_sep, .. } => {
             if token.is_empty() {
-                Some(String::from(
+                Err(String::from(
                     "the token is empty; give the text that precedes the value",
                 ))
             } else {
@@ -305,18 +317,23 @@ fn rule_problem(rule: &ReadRule) -> Option<String> {
             }
         }
         ReadRule::Regex { pattern, .. } => match compile_pattern(pattern) {
-            Err(error) => Some(error.to_string()),
-            Ok(regex) if regex.captures_len() < 2 => Some(
-                CouplingError::RegexWithoutGroup {
-                    pattern: pattern.clone(),
-                }
-                .to_string(),
-            ),
-            Ok(_) => None,
+            Err(error) => Err(error.to_string()),
+            Ok(regex) if regex.captures_len() < 2 => Err(CouplingError::RegexWithoutGroup {
+                pattern: pattern.clone(),
+            }
+            .to_string()),
+            Ok(regex) => Ok(Some(regex)),
         },
         ReadRule::At { col_sep, .. } => empty_separator(col_sep),
-        ReadRule::Attribute { element, attribute } => (element.is_empty() || attribute.is_empty())
-            .then(|| String::from("the element or attribute name is empty; give both")),
+        ReadRule::Attribute { element, attribute } => {
+            if element.is_empty() || attribute.is_empty() {
+                Err(String::from(
+                    "the element or attribute name is empty; give both",
+                ))
+            } else {
+                Ok(None)
+            }
+        }
     }
 }
 
