@@ -10,7 +10,8 @@
 //! protocol), [`cache`] (stores and keys), [`sample`] (designs of
 //! experiments, CSV and dumps), [`config`] (options, `otwrap.toml`, `OTWRAP_*`), [`batch`]
 //! (results), [`coupling`] (templates, running programs, reading
-//! results), [`workdir`] (a directory per evaluation), [`failure_log`]
+//! results), [`described`] (models described by data and their
+//! interpreter), [`workdir`] (a directory per evaluation), [`failure_log`]
 //! (the log of failed evaluations, `create_logger`), [`progress`], [`error`].
 //!
 //! [otwrap]: https://docs.rs/otwrap
@@ -24,6 +25,7 @@ pub use crate::core::codec;
 pub mod config;
 pub mod core;
 pub mod coupling;
+pub mod described;
 pub mod error;
 pub mod failure_log;
 pub mod flat;

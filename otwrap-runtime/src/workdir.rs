@@ -392,7 +392,9 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn copy_entry(entry: &Path, dest_dir: &Path) -> Result<(), WorkDirError> {
+/// Copies a file or folder into `dest_dir` under its own name (also used
+/// for the resource files of described models).
+pub(crate) fn copy_entry(entry: &Path, dest_dir: &Path) -> Result<(), WorkDirError> {
     let name = entry
         .file_name()
         .ok_or_else(|| WorkDirError::InvalidCopyEntry {

@@ -54,3 +54,7 @@ pub use results::{
     read_attribute, read_value_at, read_value_by_token, read_values_by_regex, ResultFile, Skip,
 };
 pub use template::{Substitutions, Template, Value};
+
+// For the interpreter of described models, which compiles its output
+// patterns once per description.
+pub(crate) use results::compile_pattern;

@@ -144,14 +144,20 @@ pub fn read_values_by_regex(
     path: impl AsRef<Path>,
     pattern: &str,
 ) -> Result<Vec<f64>, CouplingError> {
+    let regex = compile_pattern(pattern)?;
+    ResultFile::read(path)?.values_by_regex(&regex)
+}
+
+/// Compiles a pattern of [`read_values_by_regex`], with `\R` (a real number)
+/// and `\I` (an integer) expanded.
+pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, CouplingError> {
     let expanded = pattern
         .replace(r"\R", r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
         .replace(r"\I", r"[+-]?\d+");
-    let regex = Regex::new(&expanded).map_err(|source| CouplingError::InvalidRegex {
+    Regex::new(&expanded).map_err(|source| CouplingError::InvalidRegex {
         pattern: pattern.to_owned(),
         source,
-    })?;
-    ResultFile::read(path)?.values_by_regex(&regex)
+    })
 }
 
 /// The number in `attribute="..."` of the first `<element ...>` of a file
