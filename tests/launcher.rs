@@ -94,12 +94,17 @@ impl WorkerStream {
             self.inbox.drain(..MAGIC.len());
             self.greeted = true;
         }
-        Ok(
-            decode_frame::<FromWorker>(&self.inbox)?.map(|(message, used)| {
-                self.inbox.drain(..used);
-                message
-            }),
-        )
+        // `Started` announcements are the worker client's business (its
+        // deadlines), not these tests': skip them.
+        loop {
+            let Some((message, used)) = decode_frame::<FromWorker>(&self.inbox)? else {
+                return Ok(None);
+            };
+            self.inbox.drain(..used);
+            if !matches!(message, FromWorker::Started { .. }) {
+                return Ok(Some(message));
+            }
+        }
     }
 }
 
@@ -287,7 +292,9 @@ impl Launcher {
                         slot,
                         &ToWorker::Init {
                             protocol: PROTOCOL_VERSION,
-                            model: model.to_string(),
+                            model: otwrap_runtime::worker::protocol::ModelRef::Compiled(
+                                model.to_string(),
+                            ),
                         },
                     )?;
                 }
