@@ -396,7 +396,7 @@ fn lost_workers_are_retried_and_model_failures_are_not() -> Result<(), Failed> {
                 let text = e.to_string();
                 check(
                     matches!(e.failure(), PointFailure::WorkerDied { .. })
-                        && text.contains("lost 3 times")
+                        && text.contains("[infrastructure loss, 3 attempts, 0 of 2 retries left]")
                         && text.contains("SIGKILL"),
                     || format!("point 7: {text}"),
                 )?;

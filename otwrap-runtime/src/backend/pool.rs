@@ -56,6 +56,8 @@ pub(crate) enum News {
     Message(FromWorker),
     /// A line of its stderr.
     Stderr(String),
+    /// It wrote bytes that are not the protocol after its greeting.
+    Garbled(String),
     /// Its output ended or broke (it exited, was killed, or its connection
     /// dropped): the transport can now say how it ended.
     Closed(String),
@@ -87,6 +89,9 @@ pub(crate) trait Transport {
     /// Whether work directories of evaluations are on this machine (so the
     /// driver can find the one a lost worker left).
     fn local_workdirs(&self) -> bool;
+    /// What to say when no worker can run: before any started (the
+    /// batch's error), and for the points left once the last is gone.
+    fn nowhere_left(&self) -> (&'static str, &'static str);
 }
 
 /// One slot's worker as the pool sees it.
@@ -242,7 +247,7 @@ impl<M: Model> Pool<'_, '_, M> {
                 return Ok(());
             }
             if self.live_slots() == 0 {
-                return self.no_worker_left(sink);
+                return self.no_worker_left(transport, sink);
             }
             // Restart slots that need a worker.
             if !cancelled && !self.pending.is_empty() {
@@ -359,6 +364,7 @@ impl<M: Model> Pool<'_, '_, M> {
             }
             News::Closed(why) => return self.closed(transport, id, why, sink),
             News::Greeting(greeting) => client.greeted(greeting).map(|()| Heard::Nothing),
+            News::Garbled(why) => Err(Refusal::Broken(why)),
             News::Message(message) => client.hear(message, Instant::now()),
         };
         match heard {
@@ -578,22 +584,28 @@ impl<M: Model> Pool<'_, '_, M> {
 
     /// Every slot is given up: before any point ran, the batch cannot
     /// start (an error); afterwards the points left fail.
-    fn no_worker_left(&mut self, sink: &mut dyn FnMut(Event<M::Output>)) -> Result<(), Error> {
-        let why = self
-            .slots
-            .iter()
-            .rev()
-            .find_map(|s| s.last_failure.clone())
-            .unwrap_or_else(|| "no worker could be started".to_string());
+    fn no_worker_left<T: Transport>(
+        &mut self,
+        transport: &T,
+        sink: &mut dyn FnMut(Event<M::Output>),
+    ) -> Result<(), Error> {
+        let (none_started, none_left) = transport.nowhere_left();
+        let mut reasons: Vec<String> = Vec::new();
+        for reason in self.slots.iter().filter_map(|s| s.last_failure.clone()) {
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
         if self.reported == 0 && !self.ever_ready {
             return Err(Error::Backend {
                 backend: self.job.settings.backend.name(),
-                message: why,
+                message: format!("{none_started}:\n  {}", reasons.join("\n  ")),
             });
         }
+        let why = reasons.last().cloned().unwrap_or_default();
         while let Some(index) = self.pending.pop_front() {
-            let failure = PointFailure::Unstarted {
-                message: why.clone(),
+            let failure = PointFailure::NotRun {
+                reason: format!("{none_left} (last: {why})"),
             };
             let location = Location {
                 host: crate::host::hostname().to_string(),

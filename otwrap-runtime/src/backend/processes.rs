@@ -268,6 +268,13 @@ impl Transport for Local {
     fn local_workdirs(&self) -> bool {
         true
     }
+
+    fn nowhere_left(&self) -> (&'static str, &'static str) {
+        (
+            "no worker process could be started",
+            "no worker process was left to run it",
+        )
+    }
 }
 
 impl Drop for Local {

@@ -45,6 +45,7 @@ pub(crate) fn check_worker(exe: &Path, model: &str) -> Result<(), String> {
                     return Err(client.start_failure(&ending));
                 }
                 News::Greeting(greeting) => client.greeted(greeting).map(|()| Heard::Nothing),
+                News::Garbled(why) => return Err(why),
                 News::Message(message) => client.hear(message, Instant::now()),
             };
             match heard {

@@ -1,7 +1,9 @@
-//! One remote worker behind one SSH channel, driven without blocking by its
-//! connection's loop: frames out through a buffer, frames in from stdout,
-//! stderr forwarded line by line with the host's name. The connection owns
-//! the session and the waiting; a channel only moves bytes.
+//! The one SSH channel of a host, running its launcher, driven without
+//! blocking by the host's connection thread: launcher frames out through a
+//! buffer, launcher events in (decoded by [`LauncherLink`]), the channel's
+//! own stderr (the login shell's complaints) kept for error reports. And
+//! [`WorkerStream`], which turns one worker's bytes, as the launcher relays
+//! them, into the pool's news.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -9,52 +11,55 @@ use std::time::{Duration, Instant};
 
 use ssh2::Channel;
 
-use crate::worker::protocol::{decode_frame, write_frame, FromWorker, ToWorker, MAGIC};
+use crate::backend::pool::News;
+use crate::worker::launcher::{FromLauncher, LauncherLink, ToLauncher};
+use crate::worker::protocol::{decode_frame, FromWorker, MAGIC};
 
-/// How many stderr lines are kept for crash reports.
-const STDERR_TAIL_LINES: usize = 30;
+/// How many stderr lines of the channel are kept for error reports.
+const STDERR_TAIL_LINES: usize = 20;
 
 /// Why a channel cannot go on.
 pub(crate) enum Broken {
-    /// The worker's output ended: it exited or was killed (the session is
-    /// still good).
+    /// The launcher's output ended: it exited or was killed.
     Ended(String),
-    /// The connection itself failed (every channel of it is gone).
+    /// The connection itself failed.
     Connection(String),
-    /// The worker sent something that is not the protocol.
-    Garbled(String),
 }
 
-pub(crate) struct Chan {
+pub(crate) struct LauncherChan {
     channel: Channel,
     label: String,
-    inbox: Vec<u8>,
+    link: LauncherLink,
     outbox: Vec<u8>,
     err_partial: Vec<u8>,
     stderr_tail: VecDeque<String>,
-    greeted: bool,
-    /// When the end of the worker's output was first seen.
+    /// When the end of the launcher's output was first seen.
     eof_since: Option<Instant>,
 }
 
-impl Chan {
-    pub(crate) fn new(channel: Channel, label: String) -> Chan {
-        Chan {
+impl LauncherChan {
+    pub(crate) fn new(channel: Channel, label: String) -> LauncherChan {
+        LauncherChan {
             channel,
             label,
-            inbox: Vec::new(),
+            link: LauncherLink::new(),
             outbox: Vec::new(),
             err_partial: Vec::new(),
             stderr_tail: VecDeque::new(),
-            greeted: false,
             eof_since: None,
         }
     }
 
-    /// Queues a message; [`Chan::flush`] sends it.
-    pub(crate) fn send(&mut self, message: &ToWorker) -> Result<(), Broken> {
-        write_frame(&mut self.outbox, message)
-            .map_err(|e| Broken::Garbled(format!("cannot encode a message: {e}")))
+    /// Queues a message; [`LauncherChan::flush`] sends it.
+    pub(crate) fn send(&mut self, message: &ToLauncher) {
+        if let Err(e) = LauncherLink::encode(message, &mut self.outbox) {
+            tracing::error!(host = %self.label, "cannot encode a launcher message: {e}");
+        }
+    }
+
+    /// Whether the launcher greeted.
+    pub(crate) fn greeted(&self) -> bool {
+        self.link.greeted()
     }
 
     /// Sends what it can of the queued bytes; `true` if any went out.
@@ -68,7 +73,7 @@ impl Chan {
                 Err(e) => {
                     self.outbox.drain(..sent);
                     return Err(Broken::Connection(format!(
-                        "cannot send to the worker: {e}"
+                        "cannot send to the launcher: {e}"
                     )));
                 }
             }
@@ -79,13 +84,13 @@ impl Chan {
 
     /// Reads what is there on stdout and stderr; `true` if anything came.
     pub(crate) fn pump(&mut self) -> Result<bool, Broken> {
-        let mut buf = [0u8; 32 * 1024];
+        let mut buf = [0u8; 64 * 1024];
         let mut progressed = false;
         loop {
             match self.channel.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.inbox.extend_from_slice(&buf[..n]);
+                    self.link.push_bytes(&buf[..n]);
                     progressed = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -103,43 +108,25 @@ impl Chan {
                 Err(e) => return Err(Broken::Connection(format!("the connection failed: {e}"))),
             }
         }
-        if !progressed && self.channel.eof() && self.inbox.is_empty() {
+        if !progressed && self.channel.eof() {
             // The exit status comes just before the channel closes: wait
-            // for the close a little, without blocking the other channels.
+            // for the close a little.
             let since = *self.eof_since.get_or_insert_with(Instant::now);
             if self.channel.wait_close().is_ok() || since.elapsed() > Duration::from_millis(500) {
                 self.flush_stderr();
-                return Err(Broken::Ended(self.ending()));
+                let mut why = self.ending();
+                if let Err(cut) = self.link.finish() {
+                    why.push_str(&format!(" ({cut})"));
+                }
+                return Err(Broken::Ended(why));
             }
         }
         Ok(progressed)
     }
 
-    /// The next complete message, once the greeting bytes are in.
-    pub(crate) fn next_message(&mut self) -> Result<Option<FromWorker>, Broken> {
-        if !self.greeted {
-            if self.inbox.len() < MAGIC.len() {
-                return Ok(None);
-            }
-            if &self.inbox[..MAGIC.len()] != MAGIC {
-                let shown = String::from_utf8_lossy(&self.inbox[..self.inbox.len().min(200)])
-                    .trim()
-                    .to_string();
-                return Err(Broken::Garbled(format!(
-                    "printed {shown:?} instead of the otwrap worker greeting"
-                )));
-            }
-            self.inbox.drain(..MAGIC.len());
-            self.greeted = true;
-        }
-        match decode_frame::<FromWorker>(&self.inbox) {
-            Ok(Some((message, used))) => {
-                self.inbox.drain(..used);
-                Ok(Some(message))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(Broken::Garbled(e.to_string())),
-        }
+    /// The next launcher event, if a whole one is there.
+    pub(crate) fn next_event(&mut self) -> Result<Option<FromLauncher>, String> {
+        self.link.next_event().map_err(|e| e.to_string())
     }
 
     fn take_stderr(&mut self, bytes: &[u8]) {
@@ -161,41 +148,122 @@ impl Chan {
 
     fn stderr_line(&mut self, line: String) {
         eprintln!("[otwrap {}] {line}", self.label);
-        tracing::info!(target: "otwrap::ssh", worker = %self.label, "{line}");
+        tracing::info!(target: "otwrap::ssh", host = %self.label, "{line}");
         if self.stderr_tail.len() == STDERR_TAIL_LINES {
             self.stderr_tail.pop_front();
         }
         self.stderr_tail.push_back(line);
     }
 
-    /// The last stderr lines.
+    /// The last lines of the channel's stderr.
     pub(crate) fn stderr_tail(&self) -> String {
         self.stderr_tail
             .iter()
-            .cloned()
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join("\n")
     }
 
-    /// How the remote process ended, once its output is closed (what SSH
-    /// has been told so far: the exit message comes just before the close).
+    /// How the remote launcher ended, once its output is closed.
     fn ending(&mut self) -> String {
         if let Ok(signal) = self.channel.exit_signal() {
             if let Some(name) = signal.exit_signal {
-                return format!("the worker was killed by signal SIG{name}");
+                return format!("the launcher was killed by signal SIG{name}");
             }
         }
         match self.channel.exit_status() {
-            Ok(code) => format!("the worker exited with status {code}"),
-            Err(e) => format!("the worker's channel closed ({e})"),
+            Ok(code) => format!("the launcher exited with status {code}"),
+            Err(e) => format!("the launcher's channel closed ({e})"),
         }
     }
 
-    /// Closes the channel: the remote worker sees the end of its input and
-    /// ends its process group (the evaluation and what it started).
+    /// Closes the channel: the launcher sees the end of its input and ends
+    /// every worker and what they run.
     pub(crate) fn close(mut self) {
         let _ = self.flush();
         let _ = self.channel.send_eof();
         let _ = self.channel.close();
+    }
+}
+
+/// One worker's protocol stream as relayed by the launcher: the greeting
+/// (magic bytes and `Hello`), then frames.
+#[derive(Default)]
+pub(crate) struct WorkerStream {
+    inbox: Vec<u8>,
+    greeted: bool,
+    /// Whether the worker wrote anything yet.
+    spoke: bool,
+    /// It wrote something that is not the protocol.
+    broken: bool,
+}
+
+impl WorkerStream {
+    /// Bytes the worker wrote.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.spoke |= !bytes.is_empty();
+        self.inbox.extend_from_slice(bytes);
+    }
+
+    /// Whether the worker started speaking.
+    pub(crate) fn started(&self) -> bool {
+        self.spoke
+    }
+
+    /// The next piece of news, if a whole one is there. Bytes that are not
+    /// the protocol become a failed greeting (before it) or garbled news
+    /// (after), and nothing more is read.
+    pub(crate) fn next(&mut self) -> Option<News> {
+        if self.broken {
+            return None;
+        }
+        match self.decode() {
+            Ok(news) => news,
+            Err(why) => {
+                self.broken = true;
+                Some(if self.greeted {
+                    News::Garbled(why)
+                } else {
+                    News::Greeting(Err(why))
+                })
+            }
+        }
+    }
+
+    fn decode(&mut self) -> Result<Option<News>, String> {
+        if !self.greeted {
+            if self.inbox.len() < MAGIC.len() {
+                if !MAGIC.starts_with(&self.inbox) {
+                    return Err(self.garbled());
+                }
+                return Ok(None);
+            }
+            if &self.inbox[..MAGIC.len()] != MAGIC {
+                return Err(self.garbled());
+            }
+            let Some((hello, used)) = decode_frame::<FromWorker>(&self.inbox[MAGIC.len()..])
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            self.inbox.drain(..MAGIC.len() + used);
+            self.greeted = true;
+            return Ok(Some(News::Greeting(Ok(hello))));
+        }
+        match decode_frame::<FromWorker>(&self.inbox) {
+            Ok(Some((message, used))) => {
+                self.inbox.drain(..used);
+                Ok(Some(News::Message(message)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn garbled(&self) -> String {
+        let shown = String::from_utf8_lossy(&self.inbox[..self.inbox.len().min(200)])
+            .trim()
+            .to_string();
+        format!("it printed {shown:?} instead of the otwrap worker greeting")
     }
 }

@@ -1,79 +1,61 @@
-//! The `ssh` backend: one long-lived worker process per slot on each host,
-//! started over SSH (ssh2) from a copy of this program, fed the next point
-//! as soon as it returns the last (dynamic scheduling: a host with twice the
-//! slots gets about twice the points). A worker or host lost mid-point has
-//! its point re-run on the remaining slots (at most `retries` times); a host
-//! unreachable at the start is reported and skipped.
+//! The `ssh` backend: worker processes on SSH hosts, on the worker
+//! [`pool`](super::pool) like `processes`. This file is only the SSH
+//! transport: one connection per host, opened in parallel (at most
+//! [`CONNECTING_AT_ONCE`] handshakes at a time, under OpenSSH's
+//! `MaxStartups`), the worker binary copied once, and ONE remote command per
+//! host: a launcher (the same binary in launcher mode) that forks every slot
+//! worker of the host and carries their streams over its single channel.
+//! One login shell per host instead of one per slot is what makes start-up
+//! fast (module-heavy login shells on clusters cost CPU), and one channel
+//! per host is under any `MaxSessions`.
 //!
-//! One SSH connection per host carries one channel per slot (up to
-//! [`CHANNELS_PER_CONNECTION`], OpenSSH's default `MaxSessions`; bigger hosts
-//! get more connections). Each connection is driven by one thread, without
-//! blocking, over all its channels; connections are opened in parallel, at
-//! most [`CONNECTING_AT_ONCE`] at a time (under OpenSSH's `MaxStartups`).
+//! Each connection is driven by a thread of its own, without blocking;
+//! the pool talks to it through a command queue and an eventfd that wakes it.
+//! A connection lost mid-run reports every worker of its host as vanished
+//! (an infrastructure loss: their points run again elsewhere, `retries`
+//! times at most) and is opened again a few times if the host had worked;
+//! a host that never worked is reported once and skipped.
 
 mod channel;
 mod deploy;
 mod session;
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ssh2::Session;
 
 use crate::config::{Backend, HostSpec};
-use crate::core::Ending;
-use crate::error::{Error, Location, PointFailure};
-use crate::layers::{Failed, Layers};
+use crate::core::{Ending, Location};
+use crate::error::Error;
 use crate::model::Model;
-use crate::worker::protocol::{FromWorker, ToWorker, PROTOCOL_VERSION, WORKER_ENV};
+use crate::worker::launcher::{FromLauncher, ToLauncher};
+use crate::worker::protocol::{launch_env_value, ModelRef, WORKER_ENV};
 
+use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
-use channel::{Broken, Chan};
+use channel::{Broken, LauncherChan, WorkerStream};
 use deploy::{shell_quote, LocalBinary};
 use session::Access;
 
-/// How long a new worker has to greet and load its model.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Consecutive failures to (re)start a worker (or to reconnect) after which
-/// a slot (or a connection) gives up.
-const MAX_RESTARTS: usize = 3;
-/// Channels (slots) carried by one SSH connection: OpenSSH's default
-/// `MaxSessions`.
-pub(crate) const CHANNELS_PER_CONNECTION: usize = 10;
 /// Connections being opened at once (OpenSSH starts refusing unauthenticated
 /// connections beyond `MaxStartups`, 10 by default).
 pub(crate) const CONNECTING_AT_ONCE: usize = 8;
 /// How often an idle connection is probed.
 const KEEPALIVE: Duration = Duration::from_secs(10);
+/// Attempts to open a connection again after it was lost.
+const MAX_RECONNECTS: u32 = 3;
+/// How long the pool waits for a host to report a killed worker's end.
+const ENDING_WAIT: Duration = Duration::from_secs(10);
+/// Points sent ahead to each worker (one running, one waiting).
+const DEPTH: usize = 2;
 
 pub(crate) struct Ssh;
-
-/// One host of the batch and what its first connection established.
-struct Host {
-    spec: HostSpec,
-    /// The worker's path on the host, or why the host cannot be used.
-    ready: OnceLock<Result<PathBuf, String>>,
-}
-
-/// What slot threads tell the driver.
-enum Msg<T> {
-    /// A slot has a running worker.
-    Up,
-    /// A slot stopped for good; `at_start` when it never ran a point.
-    Down {
-        host: usize,
-        why: String,
-        at_start: bool,
-    },
-    Event {
-        host: usize,
-        event: Event<T>,
-    },
-}
 
 impl<M: Model> Executor<M> for Ssh {
     fn execute(
@@ -89,32 +71,19 @@ impl<M: Model> Executor<M> for Ssh {
             message,
         };
         let settings = job.settings;
-        let hosts: Vec<Host> = settings
-            .ssh
-            .hosts
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|spec| Host {
-                spec,
-                ready: OnceLock::new(),
-            })
-            .collect();
+        let hosts = settings.ssh.hosts.clone().unwrap_or_default();
         if hosts.is_empty() {
             return Err(fail("no host to run on: set `hosts`".into()));
         }
         let binary = match &settings.ssh.worker_path {
             Some(_) => None,
             None => {
-                let exe = match &settings.worker_exe {
-                    Some(p) => p.clone(),
-                    None => std::env::current_exe()
-                        .map_err(|e| fail(format!("cannot find this program's executable: {e}")))?,
-                };
+                let exe =
+                    super::processes::worker_exe(settings.worker_exe.as_deref()).map_err(fail)?;
                 Some(LocalBinary::open(&exe).map_err(fail)?)
             }
         };
-        let plan = Plan {
+        let plan = Arc::new(Plan {
             access: Access::from_options(&settings.ssh),
             binary,
             shared_path: settings.ssh.worker_path.clone(),
@@ -123,90 +92,17 @@ impl<M: Model> Executor<M> for Ssh {
                 .remote_dir
                 .clone()
                 .unwrap_or_else(|| ".cache/otwrap/workers".to_string()),
-        };
-        let slots: usize = hosts.iter().map(|h| h.spec.slots).sum();
-        job.used.store(slots, std::sync::atomic::Ordering::Relaxed);
-        let queue = Queue::new(job.todo, job.inputs.len(), slots);
-        let (tx, rx) = mpsc::channel::<Msg<M::Output>>();
-        let mut outcome = Ok(());
-        let mut counts = vec![0usize; hosts.len()];
-        let gate = Gate::new(CONNECTING_AT_ONCE);
-        let gate = &gate;
-        std::thread::scope(|scope| {
-            for (h, host) in hosts.iter().enumerate() {
-                let mut left = host.spec.slots;
-                let mut n = 0;
-                while left > 0 {
-                    let slots = left.min(CHANNELS_PER_CONNECTION);
-                    left -= slots;
-                    let tx = tx.clone();
-                    let (plan, queue) = (&plan, &queue);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("otwrap-ssh-{}-{n}", host.spec.host))
-                        .spawn_scoped(scope, move || {
-                            Connection {
-                                job,
-                                host,
-                                host_index: h,
-                                plan,
-                                queue,
-                                gate,
-                                tx,
-                                slots,
-                                up: false,
-                            }
-                            .run()
-                        });
-                    if let Err(e) = spawned {
-                        for _ in 0..slots {
-                            queue.slot_died();
-                        }
-                        tracing::error!("cannot start the thread of an ssh connection: {e}");
-                    }
-                    n += 1;
-                }
-            }
-            drop(tx);
-            let mut any_up = false;
-            let mut reported = vec![false; hosts.len()];
-            let mut reasons: Vec<String> = Vec::new();
-            for msg in rx {
-                match msg {
-                    Msg::Up => any_up = true,
-                    Msg::Down {
-                        host,
-                        why,
-                        at_start,
-                    } => {
-                        if !reported[host] {
-                            reported[host] = true;
-                            let when = if at_start { "skipped" } else { "lost" };
-                            eprintln!("otwrap: ssh host {} {when}: {why}", hosts[host].spec);
-                            tracing::warn!(host = %hosts[host].spec, "ssh host {when}: {why}");
-                            reasons.push(format!("{}: {why}", hosts[host].spec));
-                        }
-                    }
-                    Msg::Event { host, event } => {
-                        if event.outcome.is_ok() {
-                            counts[host] += 1;
-                        }
-                        sink(event);
-                    }
-                }
-            }
-            if !any_up {
-                outcome = Err(fail(format!(
-                    "no host could start a worker:\n  {}",
-                    reasons.join("\n  ")
-                )));
-            }
+            gate: Gate::new(CONNECTING_AT_ONCE),
         });
-        let share: Vec<String> = hosts
-            .iter()
-            .zip(&counts)
-            .map(|(h, n)| format!("{}: {n}", h.spec))
-            .collect();
-        tracing::info!(target: "otwrap::ssh", "points evaluated per host: {}", share.join(", "));
+        let mut transport = SshTransport::new(hosts, plan);
+        let outcome = pool::run(
+            job,
+            &mut transport,
+            ModelRef::Compiled(M::ID.to_string()),
+            DEPTH,
+            sink,
+        );
+        transport.close();
         outcome
     }
 }
@@ -217,96 +113,270 @@ struct Plan {
     binary: Option<LocalBinary>,
     shared_path: Option<PathBuf>,
     remote_dir: String,
+    gate: Gate,
 }
 
-/// The points still to run, shared by every slot.
-struct Queue {
-    state: Mutex<Pending>,
+/// What the pool asks of a host's connection thread.
+enum Command {
+    Spawn(Vec<(u32, WorkerId)>),
+    Data(u32, Vec<u8>),
+    Kill(u32),
+    Close(u32),
 }
 
-struct Pending {
-    pending: VecDeque<usize>,
-    /// Losses per point (index into the batch).
-    losses: Vec<u8>,
-    /// Starts per point.
-    attempts: Vec<u32>,
-    in_flight: usize,
-    live_slots: usize,
+/// Where a host stands, shared by its connection thread and the pool.
+#[derive(Default)]
+struct HostState {
+    /// The endings of its workers, by worker, once known.
+    endings: HashMap<(usize, u32), Ending>,
+    /// Why the host cannot be used (it never worked, or its connection was
+    /// lost for good).
+    dead: Option<String>,
 }
 
-/// What a slot should do next.
-enum Take {
-    Point(usize),
-    Wait,
-    Stop,
+/// One host: its spec, its slots' numbers, and its connection thread.
+struct Host {
+    spec: HostSpec,
+    commands: Option<Sender<Command>>,
+    wake: Arc<Wake>,
+    thread: Option<JoinHandle<()>>,
 }
 
-impl Queue {
-    fn new(todo: &[usize], total: usize, slots: usize) -> Queue {
-        Queue {
-            state: Mutex::new(Pending {
-                pending: todo.iter().copied().collect(),
-                losses: vec![0; total],
-                attempts: vec![0; total],
-                in_flight: 0,
-                live_slots: slots,
-            }),
+struct SshTransport {
+    hosts: Vec<Host>,
+    /// Global slot → (host, slot on that host).
+    slots: Vec<(usize, u32)>,
+    plan: Arc<Plan>,
+    state: Arc<(Mutex<Vec<HostState>>, Condvar)>,
+}
+
+impl SshTransport {
+    fn new(specs: Vec<HostSpec>, plan: Arc<Plan>) -> SshTransport {
+        let mut slots = Vec::new();
+        for (h, spec) in specs.iter().enumerate() {
+            for k in 0..spec.slots {
+                slots.push((h, u32::try_from(k).unwrap_or(u32::MAX)));
+            }
+        }
+        let state = Arc::new((
+            Mutex::new(specs.iter().map(|_| HostState::default()).collect()),
+            Condvar::new(),
+        ));
+        let hosts = specs
+            .into_iter()
+            .map(|spec| Host {
+                spec,
+                commands: None,
+                wake: Arc::new(Wake::new()),
+                thread: None,
+            })
+            .collect();
+        SshTransport {
+            hosts,
+            slots,
+            plan,
+            state,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<HostState>> {
+        self.state.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next point, if any: `Wait` while other slots may still give
-    /// points back.
-    fn try_take(&self) -> Take {
-        let mut state = self.lock();
-        if let Some(index) = state.pending.pop_front() {
-            state.in_flight += 1;
-            state.attempts[index] += 1;
-            return Take::Point(index);
+    fn command(&self, host: usize, command: Command) -> Result<(), String> {
+        let h = &self.hosts[host];
+        let sent = h
+            .commands
+            .as_ref()
+            .ok_or("the host has no connection")?
+            .send(command)
+            .map_err(|_| format!("the connection to {} is gone", h.spec));
+        h.wake.wake();
+        sent
+    }
+
+    /// Ends every connection: the launchers see their input close and end
+    /// their workers.
+    fn close(&mut self) {
+        for host in &mut self.hosts {
+            host.commands = None;
+            host.wake.wake();
         }
-        if state.in_flight == 0 {
-            Take::Stop
-        } else {
-            Take::Wait
-        }
-    }
-
-    /// How many times point `index` was started.
-    fn attempts(&self, index: usize) -> u32 {
-        self.lock().attempts[index]
-    }
-
-    fn finished(&self) {
-        let mut state = self.lock();
-        state.in_flight -= 1;
-    }
-
-    /// A point's worker was lost: gives it back unless it was lost too often
-    /// (then returns how many times).
-    fn lost(&self, index: usize, retries: u32) -> Option<u32> {
-        let mut state = self.lock();
-        state.in_flight -= 1;
-        state.losses[index] = state.losses[index].saturating_add(1);
-        let losses = u32::from(state.losses[index]);
-        if losses <= retries {
-            state.pending.push_back(index);
-            None
-        } else {
-            Some(losses)
+        for host in &mut self.hosts {
+            if let Some(thread) = host.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
+}
 
-    /// A slot is gone; the last one takes the points nobody can run.
-    fn slot_died(&self) -> Vec<usize> {
-        let mut state = self.lock();
-        state.live_slots -= 1;
-        if state.live_slots == 0 {
-            state.pending.drain(..).collect()
-        } else {
-            Vec::new()
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Transport for SshTransport {
+    fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn start(
+        &mut self,
+        workers: &[WorkerId],
+        news: &Sender<(WorkerId, News)>,
+    ) -> Vec<(WorkerId, Result<(), String>)> {
+        let mut results = Vec::new();
+        let mut by_host: HashMap<usize, Vec<(u32, WorkerId)>> = HashMap::new();
+        for &id in workers {
+            let (h, k) = self.slots[id.slot];
+            if let Some(why) = &self.lock()[h].dead {
+                results.push((id, Err(why.clone())));
+                continue;
+            }
+            self.lock()[h].endings.remove(&(id.slot, id.generation));
+            by_host.entry(h).or_default().push((k, id));
+        }
+        for (h, spawn) in by_host {
+            if self.hosts[h].commands.is_none() {
+                let (tx, rx) = mpsc::channel();
+                let connection = Connection {
+                    host: h,
+                    spec: self.hosts[h].spec.clone(),
+                    plan: Arc::clone(&self.plan),
+                    state: Arc::clone(&self.state),
+                    news: news.clone(),
+                    commands: rx,
+                    wake: Arc::clone(&self.hosts[h].wake),
+                    live: HashMap::new(),
+                    waiting: Vec::new(),
+                    up: false,
+                };
+                let name = format!("otwrap-ssh-{}", self.hosts[h].spec.host);
+                match std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || connection.run())
+                {
+                    Ok(thread) => {
+                        self.hosts[h].commands = Some(tx);
+                        self.hosts[h].thread = Some(thread);
+                    }
+                    Err(e) => {
+                        let why = format!("cannot start a connection thread: {e}");
+                        results.extend(spawn.iter().map(|&(_, id)| (id, Err(why.clone()))));
+                        continue;
+                    }
+                }
+            }
+            let ids: Vec<WorkerId> = spawn.iter().map(|&(_, id)| id).collect();
+            match self.command(h, Command::Spawn(spawn)) {
+                Ok(()) => results.extend(ids.into_iter().map(|id| (id, Ok(())))),
+                Err(why) => results.extend(ids.into_iter().map(|id| (id, Err(why.clone())))),
+            }
+        }
+        results
+    }
+
+    fn send(&mut self, id: WorkerId, bytes: &[u8]) -> Result<(), String> {
+        let (h, k) = self.slots[id.slot];
+        self.command(h, Command::Data(k, bytes.to_vec()))
+    }
+
+    fn kill(&mut self, id: WorkerId) {
+        let (h, k) = self.slots[id.slot];
+        let _ = self.command(h, Command::Kill(k));
+    }
+
+    fn ending(&mut self, id: WorkerId) -> Ending {
+        let (h, _) = self.slots[id.slot];
+        let key = (id.slot, id.generation);
+        let deadline = Instant::now() + ENDING_WAIT;
+        let (lock, changed) = &*self.state;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(ending) = state[h].endings.get(&key) {
+                return ending.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ending::Vanished(format!(
+                    "{} did not report its end within {} s",
+                    self.hosts[h].spec,
+                    ENDING_WAIT.as_secs()
+                ));
+            }
+            state = changed
+                .wait_timeout(state, deadline - now)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn retire(&mut self, id: WorkerId) {
+        let (h, k) = self.slots[id.slot];
+        let _ = self.command(h, Command::Close(k));
+    }
+
+    fn location(&self, id: WorkerId, pid: Option<u32>) -> Location {
+        let (h, _) = self.slots[id.slot];
+        Location {
+            host: self.hosts[h].spec.to_string(),
+            backend: Backend::Ssh.name().to_string(),
+            pid,
+            workdir: None,
+            log: None,
+        }
+    }
+
+    fn local_workdirs(&self) -> bool {
+        false
+    }
+
+    fn nowhere_left(&self) -> (&'static str, &'static str) {
+        (
+            "no host could start a worker",
+            "no SSH host was left to run it",
+        )
+    }
+}
+
+/// An eventfd: the pool wakes a connection thread blocked in poll(2).
+struct Wake(RawFd);
+
+impl Wake {
+    fn new() -> Wake {
+        // SAFETY: creates a new descriptor owned by this value.
+        Wake(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+    }
+
+    fn wake(&self) {
+        if self.0 >= 0 {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to our own eventfd.
+            unsafe {
+                libc::write(self.0, (&one as *const u64).cast(), 8);
+            }
+        }
+    }
+
+    fn clear(&self) {
+        if self.0 >= 0 {
+            let mut value: u64 = 0;
+            // SAFETY: reads 8 bytes into a valid u64 from our own eventfd.
+            unsafe {
+                libc::read(self.0, (&mut value as *mut u64).cast(), 8);
+            }
+        }
+    }
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            // SAFETY: closes the descriptor this value owns.
+            unsafe {
+                libc::close(self.0);
+            }
         }
     }
 }
@@ -350,569 +420,94 @@ pub(crate) struct Conn {
     fd: RawFd,
 }
 
-/// Where a slot's worker is.
-#[derive(Clone, Copy)]
-enum State {
-    /// Started; its greeting and `Hello` are awaited.
-    Starting { since: Instant },
-    /// `Init` sent; `Ready` awaited.
-    Loading { since: Instant, pid: u32 },
-    /// Ready for a point.
-    Idle { pid: u32 },
-    /// Evaluating point `index`.
-    Busy {
-        pid: u32,
-        index: usize,
-        deadline: Option<Instant>,
-    },
-    /// No more work (or given up).
-    Done,
+/// A worker of this host, by its slot on the host.
+struct Live {
+    id: WorkerId,
+    stream: WorkerStream,
+    stderr: Vec<u8>,
 }
 
-struct Slot {
-    chan: Option<Chan>,
-    state: State,
-    /// Consecutive failed starts.
-    restarts: usize,
-}
-
-/// Why a connection stopped serving.
+/// Why a connection stopped.
 enum Stop {
-    /// The connection failed; it may be opened again.
+    /// The pool is done with the host.
+    Done,
+    /// The connection failed.
     Lost(String),
-    /// A worker could not start before any was ready: the host cannot be used.
-    AtStart(String),
 }
 
-/// One SSH connection to a host and the slots it carries.
-struct Connection<'a, 'j, M: Model> {
-    job: &'a Job<'j, M>,
-    host: &'a Host,
-    host_index: usize,
-    plan: &'a Plan,
-    queue: &'a Queue,
-    gate: &'a Gate,
-    tx: Sender<Msg<M::Output>>,
-    /// Slots of this connection still alive.
-    slots: usize,
-    /// Whether a worker of this connection was ever ready.
+/// The thread of one host's connection.
+struct Connection {
+    host: usize,
+    spec: HostSpec,
+    plan: Arc<Plan>,
+    state: Arc<(Mutex<Vec<HostState>>, Condvar)>,
+    news: Sender<(WorkerId, News)>,
+    commands: Receiver<Command>,
+    wake: Arc<Wake>,
+    live: HashMap<u32, Live>,
+    /// Spawns asked for while no launcher runs.
+    waiting: Vec<(u32, WorkerId)>,
+    /// Whether a launcher of this host ever greeted.
     up: bool,
 }
 
-impl<M: Model> Connection<'_, '_, M> {
+impl Connection {
     fn run(mut self) {
         let mut failures = 0;
         loop {
-            let connected = {
-                let _turn = self.gate.enter();
-                self.connect()
-            };
-            let why = match connected {
-                Ok((conn, path)) => match self.serve(conn, &path) {
-                    Ok(()) => return self.end(),
-                    Err(Stop::AtStart(why)) => return self.die(why),
-                    Err(Stop::Lost(why)) => why,
+            let why = match self.connect() {
+                Ok((conn, chan)) => match self.serve(&conn, chan) {
+                    Stop::Done => return,
+                    Stop::Lost(why) => why,
                 },
                 Err(why) => why,
             };
+            // Every worker of the host is gone with its connection.
+            self.lose_all(&why);
             failures += 1;
-            tracing::warn!(host = %self.host.spec, "ssh connection lost: {why}");
-            // A host that never worked is not tried again; one that worked
-            // gets a few attempts (its points are re-run elsewhere meanwhile).
-            if !self.up || failures >= MAX_RESTARTS || self.job.cancelled() {
-                return self.die(why);
+            tracing::warn!(host = %self.spec, "ssh connection lost: {why}");
+            if !self.up || failures >= MAX_RECONNECTS {
+                let when = if self.up { "lost" } else { "skipped" };
+                eprintln!("otwrap: ssh host {} {when}: {why}", self.spec);
+                self.die(format!("{}: {why}", self.spec));
+                return;
             }
-            std::thread::sleep(Duration::from_millis(200 * failures as u64));
+            std::thread::sleep(Duration::from_millis(200 * u64::from(failures)));
         }
     }
 
-    /// Connects, and makes sure the worker binary is on the host (once per
-    /// host: the first connection does it, the others wait for its verdict).
-    fn connect(&self) -> Result<(Conn, PathBuf), String> {
-        let access = &self.plan.access;
-        let mut fresh = None;
-        let path = self
-            .host
-            .ready
-            .get_or_init(|| {
-                let c = session::connect(&self.host.spec, access)?;
-                let path = self.remote_path(&c.session)?;
-                fresh = Some(c);
-                Ok(path)
-            })
-            .clone()?;
-        let conn = match fresh {
-            Some(c) => c,
-            None => session::connect(&self.host.spec, access)?,
+    /// Connects, makes sure the worker binary is there, and starts the
+    /// launcher.
+    fn connect(&mut self) -> Result<(Conn, LauncherChan), String> {
+        let conn = {
+            let _turn = self.plan.gate.enter();
+            session::connect(&self.spec, &self.plan.access)?
         };
-        Ok((conn, path))
-    }
-
-    /// Runs workers on every slot of the connection until there is no more
-    /// work (`Ok`) or the connection fails.
-    fn serve(&mut self, conn: Conn, path: &std::path::Path) -> Result<(), Stop> {
-        let Conn { session, fd } = conn;
-        session.set_keepalive(false, KEEPALIVE.as_secs() as u32);
+        let path = self.remote_path(&conn.session)?;
+        conn.session
+            .set_keepalive(false, KEEPALIVE.as_secs() as u32);
         // POSIX shell syntax (sh, bash, zsh, ksh login shells). `exec` by the
         // shell itself, not through `env`: execvp would retry a binary of the
         // wrong architecture as a shell script and hide the real error.
         let command = format!(
             "{WORKER_ENV}={}; export {WORKER_ENV}; exec {}",
-            crate::worker::protocol::worker_env_value(),
+            launch_env_value(),
             shell_quote(&path.to_string_lossy())
         );
-        let mut slots = Vec::with_capacity(self.slots);
-        for _ in 0..self.slots {
-            let chan = self.open(&session, &command).map_err(Stop::Lost)?;
-            slots.push(Slot {
-                chan: Some(chan),
-                state: State::Starting {
-                    since: Instant::now(),
-                },
-                restarts: 0,
-            });
-        }
-        let mut last_traffic = Instant::now();
-        let outcome = loop {
-            if crate::interrupt::requested() {
-                // The points in flight are reported as not run; closing the
-                // channels stops the remote evaluations.
-                for slot in &mut slots {
-                    if let State::Busy { .. } = slot.state {
-                        self.queue.finished();
-                    }
-                    slot.state = State::Done;
-                }
-                break Ok(());
-            }
-            let mut moved = false;
-            let mut failed = None;
-            for slot in &mut slots {
-                if let Err(stop) = self.step(slot, &session, &command, &mut moved) {
-                    failed = Some(stop);
-                    break;
-                }
-            }
-            if let Some(stop) = failed {
-                break Err(stop);
-            }
-            if slots.iter().all(|s| matches!(s.state, State::Done)) {
-                break Ok(());
-            }
-            if moved {
-                last_traffic = Instant::now();
-            } else {
-                if last_traffic.elapsed() >= KEEPALIVE {
-                    match session.keepalive_send() {
-                        Ok(_) => last_traffic = Instant::now(),
-                        Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
-                        Err(e) => break Err(Stop::Lost(format!("the connection failed: {e}"))),
-                    }
-                }
-                let next = slots
-                    .iter()
-                    .filter_map(|s| match s.state {
-                        State::Busy { deadline, .. } => deadline,
-                        _ => None,
-                    })
-                    .min();
-                wait(&session, fd, next);
-            }
-        };
-        // Points still running on a lost connection go back to the queue.
-        if let Err(Stop::Lost(why)) = &outcome {
-            for slot in &mut slots {
-                let tail = slot
-                    .chan
-                    .as_ref()
-                    .map(Chan::stderr_tail)
-                    .unwrap_or_default();
-                if let State::Busy { pid, index, .. } = slot.state {
-                    self.lose(index, pid, why, tail);
-                }
-                slot.state = State::Done;
-            }
-        }
-        for slot in slots {
-            if let Some(chan) = slot.chan {
-                chan.close();
-            }
-        }
-        outcome
-    }
-
-    /// Opens a channel and starts a worker on it.
-    fn open(&self, session: &Session, command: &str) -> Result<Chan, String> {
-        session.set_blocking(true);
-        let opened = session
+        conn.session.set_blocking(true);
+        let channel = conn
+            .session
             .channel_session()
             .map_err(|e| format!("cannot open an SSH channel: {e}"))
             .and_then(|mut channel| {
                 channel
-                    .exec(command)
+                    .exec(&command)
                     .map_err(|e| format!("cannot run the worker command: {e}"))
                     .map(|()| channel)
             });
-        session.set_blocking(false);
-        let label = format!("{} worker", self.host.spec);
-        opened.map(|channel| Chan::new(channel, label))
-    }
-
-    /// Moves one slot forward: reads, handles messages, deadlines, new work.
-    fn step(
-        &mut self,
-        slot: &mut Slot,
-        session: &Session,
-        command: &str,
-        moved: &mut bool,
-    ) -> Result<(), Stop> {
-        let Some(chan) = slot.chan.as_mut() else {
-            return Ok(());
-        };
-        let broken = match chan.pump() {
-            Ok(p) => {
-                *moved |= p;
-                None
-            }
-            Err(Broken::Connection(why)) => return Err(Stop::Lost(why)),
-            Err(Broken::Ended(why) | Broken::Garbled(why)) => Some(why),
-        };
-        let broken = match broken {
-            Some(why) => Some(why),
-            None => self.handle_messages(slot),
-        };
-        if let Some(why) = broken {
-            return self.restart(slot, session, command, why);
-        }
-        let now = Instant::now();
-        match slot.state {
-            State::Starting { since } | State::Loading { since, .. }
-                if now.duration_since(since) > HANDSHAKE_TIMEOUT =>
-            {
-                let why = format!("did not start within {} s", HANDSHAKE_TIMEOUT.as_secs());
-                return self.restart(slot, session, command, why);
-            }
-            State::Busy {
-                pid,
-                index,
-                deadline: Some(deadline),
-            } if now >= deadline => {
-                self.queue.finished();
-                let after = self.job.settings.timeout.unwrap_or_default();
-                let failed = self.lost_failed(index, PointFailure::Timeout { after }, pid);
-                self.report(index, Err(failed), Some(pid));
-                // Closing the channel ends the remote worker and what it runs.
-                if let Some(chan) = slot.chan.take() {
-                    chan.close();
-                }
-                return self.reopen(slot, session, command);
-            }
-            State::Idle { pid } => {
-                let take = if self.job.cancelled() {
-                    Take::Stop
-                } else {
-                    self.queue.try_take()
-                };
-                match take {
-                    Take::Point(index) => self.start_point(slot, index, pid),
-                    Take::Wait => {}
-                    Take::Stop => {
-                        if let Some(mut chan) = slot.chan.take() {
-                            let _ = chan.send(&ToWorker::Shutdown);
-                            chan.close();
-                        }
-                        slot.state = State::Done;
-                        return Ok(());
-                    }
-                }
-            }
-            _ => {}
-        }
-        if let Some(chan) = slot.chan.as_mut() {
-            match chan.flush() {
-                Ok(sent) => *moved |= sent,
-                Err(Broken::Connection(why)) => return Err(Stop::Lost(why)),
-                Err(Broken::Ended(why) | Broken::Garbled(why)) => {
-                    return self.restart(slot, session, command, why)
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles every complete message of a slot; returns why the slot's
-    /// worker must be replaced, if it must.
-    fn handle_messages(&mut self, slot: &mut Slot) -> Option<String> {
-        loop {
-            let chan = slot.chan.as_mut()?;
-            let message = match chan.next_message() {
-                Ok(Some(m)) => m,
-                Ok(None) => return None,
-                Err(Broken::Garbled(why) | Broken::Ended(why) | Broken::Connection(why)) => {
-                    return Some(why)
-                }
-            };
-            match (slot.state, message) {
-                (
-                    State::Starting { since },
-                    FromWorker::Hello {
-                        protocol,
-                        version,
-                        pid,
-                        ..
-                    },
-                ) => {
-                    if protocol != PROTOCOL_VERSION {
-                        return Some(format!(
-                            "speaks otwrap worker protocol {protocol} (otwrap {version}) but this driver \
-                             speaks {PROTOCOL_VERSION}: use the same otwrap version on both sides"
-                        ));
-                    }
-                    let init = ToWorker::Init {
-                        protocol: PROTOCOL_VERSION,
-                        model: crate::worker::protocol::ModelRef::Compiled(M::ID.to_string()),
-                    };
-                    if chan.send(&init).is_err() {
-                        return Some("cannot send the model's name".into());
-                    }
-                    slot.state = State::Loading { since, pid };
-                }
-                (State::Loading { pid, .. }, FromWorker::Ready) => {
-                    slot.state = State::Idle { pid };
-                    slot.restarts = 0;
-                    if !self.up {
-                        self.up = true;
-                        let _ = self.tx.send(Msg::Up);
-                    }
-                }
-                (State::Loading { .. }, FromWorker::UnknownModel { model, known }) => {
-                    return Some(format!(
-                        "does not contain the model `{model}` (it knows: {})",
-                        if known.is_empty() {
-                            "no model".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ))
-                }
-                (
-                    State::Busy { pid, index, .. },
-                    FromWorker::Result {
-                        index: got,
-                        outcome,
-                    },
-                ) if got == index as u64 => {
-                    self.queue.finished();
-                    slot.state = State::Idle { pid };
-                    let outcome = outcome.and_then(|bytes| {
-                        crate::codec::decode::<M::Output>(&bytes).map_err(|message| {
-                            Failed::from(PointFailure::Protocol {
-                                message: format!("cannot decode the output: {message}"),
-                            })
-                        })
-                    });
-                    self.report(index, outcome, Some(pid));
-                }
-                (state, other) => {
-                    if let State::Busy { pid, index, .. } = state {
-                        self.queue.finished();
-                        let failure = PointFailure::Protocol {
-                            message: format!("the worker answered {other:?} to point {index}"),
-                        };
-                        self.report(index, Err(Failed::from(failure)), Some(pid));
-                        slot.state = State::Idle { pid };
-                    }
-                    return Some(format!("sent {other:?} out of turn"));
-                }
-            }
-        }
-    }
-
-    fn start_point(&self, slot: &mut Slot, index: usize, pid: u32) {
-        let Some(chan) = slot.chan.as_mut() else {
-            return;
-        };
-        let message = crate::codec::encode(&self.job.inputs[index])
-            .map(|input| ToWorker::Evaluate {
-                index: index as u64,
-                input,
-            })
-            .map_err(|message| format!("cannot encode the input: {message}"));
-        match message.and_then(|m| {
-            chan.send(&m)
-                .map_err(|_| "cannot encode the request".to_string())
-        }) {
-            Ok(()) => {
-                slot.state = State::Busy {
-                    pid,
-                    index,
-                    deadline: self.job.settings.timeout.map(|t| Instant::now() + t),
-                };
-            }
-            Err(message) => {
-                self.queue.finished();
-                let failure = PointFailure::Protocol { message };
-                self.report(index, Err(Failed::from(failure)), Some(pid));
-            }
-        }
-    }
-
-    /// A slot's worker is gone: its point is re-run (or failed, past the
-    /// retries) and a new worker is started on the same connection.
-    fn restart(
-        &mut self,
-        slot: &mut Slot,
-        session: &Session,
-        command: &str,
-        why: String,
-    ) -> Result<(), Stop> {
-        let tail = slot
-            .chan
-            .as_ref()
-            .map(Chan::stderr_tail)
-            .unwrap_or_default();
-        if let Some(chan) = slot.chan.take() {
-            chan.close();
-        }
-        match slot.state {
-            State::Busy { pid, index, .. } => {
-                tracing::warn!(host = %self.host.spec, pid, point = index, "worker lost: {why}");
-                self.lose(index, pid, &why, tail);
-            }
-            State::Starting { .. } | State::Loading { .. } => {
-                slot.restarts += 1;
-                let mut text = format!("the worker program on {} {why}", self.host.spec);
-                if !tail.is_empty() {
-                    text.push_str(&format!("; the host said:\n{tail}"));
-                }
-                if !self.up {
-                    return Err(Stop::AtStart(text));
-                }
-                if slot.restarts >= MAX_RESTARTS {
-                    self.slot_gone(slot, &text);
-                    return Ok(());
-                }
-            }
-            _ => {}
-        }
-        self.reopen(slot, session, command)
-    }
-
-    /// Starts a new worker on a slot whose channel is closed.
-    fn reopen(&mut self, slot: &mut Slot, session: &Session, command: &str) -> Result<(), Stop> {
-        match self.open(session, command) {
-            Ok(chan) => {
-                slot.chan = Some(chan);
-                slot.state = State::Starting {
-                    since: Instant::now(),
-                };
-                Ok(())
-            }
-            // The session is gone with it.
-            Err(why) => {
-                slot.state = State::Done;
-                Err(Stop::Lost(why))
-            }
-        }
-    }
-
-    /// Gives a point whose worker was lost back to the queue, or fails it
-    /// after too many losses.
-    fn lose(&self, index: usize, pid: u32, why: &str, stderr_tail: String) {
-        let retries = self.job.settings.retries;
-        if let Some(losses) = self.queue.lost(index, retries) {
-            let failure = PointFailure::WorkerDied {
-                ending: Ending::Vanished(format!(
-                    "{why}; lost {losses} times on {}, retries = {retries}",
-                    self.host.spec
-                )),
-                stderr_tail,
-            };
-            let failed = self.lost_failed(index, failure, pid);
-            self.report(index, Err(failed), Some(pid));
-        }
-    }
-
-    /// One slot is given up for good.
-    fn slot_gone(&mut self, slot: &mut Slot, why: &str) {
-        slot.state = State::Done;
-        slot.chan = None;
-        self.slots -= 1;
-        let orphans = self.queue.slot_died();
-        self.fail_orphans(orphans, why);
-    }
-
-    /// The connection has no more work: its slots leave the queue.
-    fn end(self) {
-        for _ in 0..self.slots {
-            let orphans = self.queue.slot_died();
-            if !self.job.cancelled() {
-                self.fail_orphans(orphans, "the batch ended");
-            }
-        }
-    }
-
-    /// The connection is given up for good.
-    fn die(self, why: String) {
-        let _ = self.tx.send(Msg::Down {
-            host: self.host_index,
-            why: why.clone(),
-            at_start: !self.up,
-        });
-        for _ in 0..self.slots {
-            let orphans = self.queue.slot_died();
-            self.fail_orphans(orphans, &why);
-        }
-    }
-
-    fn fail_orphans(&self, orphans: Vec<usize>, why: &str) {
-        for index in orphans {
-            let failure = PointFailure::NotRun {
-                reason: format!(
-                    "no SSH host was left to run it (last: {}: {why})",
-                    self.host.spec
-                ),
-            };
-            self.report(index, Err(Failed::from(failure)), None);
-        }
-    }
-
-    /// The failure of a point whose worker was lost or killed, logged as the
-    /// function's failure log asks.
-    fn lost_failed(&self, index: usize, failure: PointFailure, pid: u32) -> Failed {
-        let layers = Layers {
-            // The work directory is on the host, not here.
-            workdir: None,
-            log: M::layers().log,
-        };
-        crate::layers::lost_evaluation(
-            M::NAME,
-            &layers,
-            index,
-            &self.job.inputs[index],
-            failure,
-            pid,
-        )
-    }
-
-    fn report(&self, index: usize, outcome: Result<M::Output, Failed>, pid: Option<u32>) {
-        let location = Location {
-            host: self.host.spec.to_string(),
-            backend: Backend::Ssh.name().to_string(),
-            pid,
-            workdir: None,
-            log: None,
-        };
-        let outcome = outcome.map_err(|failed| failed.into_parts(location));
-        self.job.note_outcome(&outcome);
-        let _ = self.tx.send(Msg::Event {
-            host: self.host_index,
-            event: Event {
-                index,
-                outcome,
-                attempts: self.queue.attempts(index),
-            },
-        });
+        conn.session.set_blocking(false);
+        let chan = LauncherChan::new(channel?, self.spec.to_string());
+        Ok((conn, chan))
     }
 
     fn remote_path(&self, session: &Session) -> Result<PathBuf, String> {
@@ -924,39 +519,254 @@ impl<M: Model> Connection<'_, '_, M> {
         };
         let started = Instant::now();
         let (path, copied) = deploy::ensure_binary(session, binary, &self.plan.remote_dir)
-            .map_err(|e| format!("{e} (host {})", self.host.spec))?;
+            .map_err(|e| format!("{e} (host {})", self.spec))?;
         if copied {
-            tracing::info!(host = %self.host.spec, path = %path.display(), bytes = binary.size,
+            tracing::info!(host = %self.spec, path = %path.display(), bytes = binary.size,
                 seconds = started.elapsed().as_secs_f64(), "worker binary copied");
         }
         Ok(path)
     }
+
+    /// Moves bytes between the pool and the launcher until the pool is done
+    /// with the host or the connection fails.
+    fn serve(&mut self, conn: &Conn, mut chan: LauncherChan) -> Stop {
+        let mut last_traffic = Instant::now();
+        // Spawns asked for before (or between) connections.
+        let waiting = std::mem::take(&mut self.waiting);
+        if !waiting.is_empty() {
+            self.spawn(&mut chan, waiting);
+        }
+        loop {
+            self.wake.clear();
+            let mut moved = false;
+            // The pool's commands.
+            loop {
+                match self.commands.try_recv() {
+                    Ok(command) => {
+                        moved = true;
+                        self.obey(&mut chan, command);
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        chan.close();
+                        return Stop::Done;
+                    }
+                }
+            }
+            // The launcher's news.
+            match chan.pump() {
+                Ok(p) => moved |= p,
+                Err(Broken::Connection(why) | Broken::Ended(why)) => {
+                    return Stop::Lost(self.launcher_failure(why, &chan));
+                }
+            }
+            loop {
+                match chan.next_event() {
+                    Ok(Some(event)) => self.heard(event),
+                    Ok(None) => break,
+                    Err(why) => return Stop::Lost(self.launcher_failure(why, &chan)),
+                }
+            }
+            if chan.greeted() && !self.up {
+                self.up = true;
+            }
+            match chan.flush() {
+                Ok(sent) => moved |= sent,
+                Err(Broken::Connection(why) | Broken::Ended(why)) => return Stop::Lost(why),
+            }
+            if moved {
+                last_traffic = Instant::now();
+                continue;
+            }
+            if last_traffic.elapsed() >= KEEPALIVE {
+                match conn.session.keepalive_send() {
+                    Ok(_) => last_traffic = Instant::now(),
+                    Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+                    Err(e) => return Stop::Lost(format!("the connection failed: {e}")),
+                }
+            }
+            wait(&conn.session, conn.fd, self.wake.0);
+        }
+    }
+
+    /// What the launcher's failure says, with what the host wrote on the
+    /// channel's stderr (a shell that cannot run the binary says why there).
+    fn launcher_failure(&self, why: String, chan: &LauncherChan) -> String {
+        let said = chan.stderr_tail();
+        let mut text = if chan.greeted() {
+            why
+        } else {
+            format!("the worker program on {} could not start: {why}", self.spec)
+        };
+        if !said.is_empty() {
+            text.push_str(&format!("; the host said:\n{said}"));
+        }
+        text
+    }
+
+    fn obey(&mut self, chan: &mut LauncherChan, command: Command) {
+        match command {
+            Command::Spawn(slots) => self.spawn(chan, slots),
+            Command::Data(slot, bytes) => chan.send(&ToLauncher::Data { slot, bytes }),
+            Command::Kill(slot) => chan.send(&ToLauncher::Kill { slot }),
+            Command::Close(slot) => chan.send(&ToLauncher::Close { slot }),
+        }
+    }
+
+    fn spawn(&mut self, chan: &mut LauncherChan, slots: Vec<(u32, WorkerId)>) {
+        let numbers = slots.iter().map(|&(k, _)| k).collect();
+        for (k, id) in slots {
+            self.live.insert(
+                k,
+                Live {
+                    id,
+                    stream: WorkerStream::default(),
+                    stderr: Vec::new(),
+                },
+            );
+        }
+        chan.send(&ToLauncher::Spawn { slots: numbers });
+    }
+
+    fn heard(&mut self, event: FromLauncher) {
+        match event {
+            FromLauncher::Hello { .. } | FromLauncher::Spawned { .. } => {}
+            FromLauncher::SpawnFailed { slot, message } => {
+                self.ended(slot, Ending::Vanished(message));
+            }
+            FromLauncher::Data { slot, bytes } => {
+                let Some(live) = self.live.get_mut(&slot) else {
+                    return;
+                };
+                live.stream.push(&bytes);
+                while let Some(news) = live.stream.next() {
+                    let _ = self.news.send((live.id, news));
+                }
+            }
+            FromLauncher::Stderr { slot, bytes } => {
+                let Some(live) = self.live.get_mut(&slot) else {
+                    return;
+                };
+                live.stderr.extend_from_slice(&bytes);
+                while let Some(end) = live.stderr.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = live.stderr.drain(..=end).collect();
+                    let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                    eprintln!("[otwrap {} worker] {line}", self.spec);
+                    let _ = self.news.send((live.id, News::Stderr(line)));
+                }
+            }
+            FromLauncher::Exited { slot, code, signal } => {
+                let ending = match (code, signal) {
+                    (_, Some(signal)) => Ending::Signal(signal),
+                    (Some(code), None) => Ending::Exit(code),
+                    (None, None) => Ending::Vanished("ended".into()),
+                };
+                self.ended(slot, ending);
+            }
+        }
+    }
+
+    /// Records how a worker ended, then tells the pool its output closed.
+    fn ended(&mut self, slot: u32, ending: Ending) {
+        let Some(mut live) = self.live.remove(&slot) else {
+            return;
+        };
+        if !live.stderr.is_empty() {
+            let line = String::from_utf8_lossy(&live.stderr).trim_end().to_string();
+            let _ = self.news.send((live.id, News::Stderr(line)));
+            live.stderr.clear();
+        }
+        self.record(live.id, ending);
+        let _ = self.news.send((live.id, News::Closed("exited".into())));
+    }
+
+    fn record(&self, id: WorkerId, ending: Ending) {
+        let (lock, changed) = &*self.state;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        state[self.host]
+            .endings
+            .insert((id.slot, id.generation), ending);
+        changed.notify_all();
+    }
+
+    /// The connection is gone: so is every worker of the host.
+    fn lose_all(&mut self, why: &str) {
+        let lost: Vec<u32> = self.live.keys().copied().collect();
+        for slot in lost {
+            let Some(live) = self.live.get(&slot) else {
+                continue;
+            };
+            // Spawns not yet answered are asked again of the next launcher.
+            if !live.stream.started() && self.up {
+                self.waiting.push((slot, live.id));
+                self.live.remove(&slot);
+                continue;
+            }
+            self.ended(
+                slot,
+                Ending::Vanished(format!("the connection to {} was lost: {why}", self.spec)),
+            );
+        }
+    }
+
+    /// The host is given up: every worker waiting for it fails, and later
+    /// starts are refused at once.
+    fn die(&mut self, why: String) {
+        {
+            let (lock, changed) = &*self.state;
+            let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+            state[self.host].dead = Some(why.clone());
+            changed.notify_all();
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        for (slot, id) in waiting {
+            self.live.insert(
+                slot,
+                Live {
+                    id,
+                    stream: WorkerStream::default(),
+                    stderr: Vec::new(),
+                },
+            );
+            self.ended(slot, Ending::Vanished(why.clone()));
+        }
+        // Spawns that arrive from now on fail at once.
+        while let Ok(command) = self.commands.recv() {
+            if let Command::Spawn(slots) = command {
+                for (slot, id) in slots {
+                    self.record(id, Ending::Vanished(why.clone()));
+                    let _ = self.news.send((id, News::Closed(why.clone())));
+                    let _ = slot;
+                }
+            }
+        }
+    }
 }
 
-/// Waits until the socket is ready in the direction libssh2 needs, the
-/// next deadline, or 100 ms (so that Ctrl-C and other slots' news are seen).
-fn wait(session: &Session, fd: RawFd, deadline: Option<Instant>) {
-    let now = Instant::now();
-    let until = deadline
-        .unwrap_or(now + Duration::from_millis(100))
-        .min(now + Duration::from_millis(100));
+/// Waits until the socket is ready in the direction libssh2 needs, the pool
+/// wakes us, or 100 ms pass (so that keepalives are sent).
+fn wait(session: &Session, fd: RawFd, wake: RawFd) {
     let events = match session.block_directions() {
         ssh2::BlockDirections::Outbound => libc::POLLOUT,
         ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
         _ => libc::POLLIN,
     };
-    let ms = i32::try_from(until.saturating_duration_since(now).as_millis())
-        .unwrap_or(i32::MAX)
-        .max(1);
     quick_ack(fd);
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on the session's own socket.
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfds on descriptors this connection owns.
     unsafe {
-        libc::poll(&mut pfd, 1, ms);
+        libc::poll(fds.as_mut_ptr(), 2, 100);
     }
 }
 
@@ -965,7 +775,7 @@ fn wait(session: &Session, fd: RawFd, deadline: Option<Instant>) {
 /// wait). sshd does not disable Nagle's algorithm on non-terminal sessions:
 /// a small answer sent while an earlier small packet (a window adjust) is
 /// unacknowledged waits for our ACK, which a delayed ACK holds for up to
-/// 40 ms. Measured: 2 slots over loopback went from ~1 ms to ~0.13 ms a point.
+/// 40 ms.
 fn quick_ack(fd: RawFd) {
     #[cfg(target_os = "linux")]
     {
