@@ -209,7 +209,7 @@ impl fmt::Display for PointFailure {
             } => {
                 write!(f, "the SLURM array task {task} ended {state}")?;
                 if !detail.is_empty() {
-                    write!(f, "; {detail}")?;
+                    write!(f, " {detail}")?;
                 }
                 Ok(())
             }

@@ -989,6 +989,14 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             (Some(_), None) => lost.first().copied(),
             _ => None,
         };
+        // SLURM's name for the state, for the point's failure (its class
+        // follows it); the phrase below is for the log.
+        let state_name = match (&t.seen, t.vanished, t.ended) {
+            (Some(seen), false, _) | (Some(seen), _, Some(true)) => seen.state.clone(),
+            (None, _, Some(true)) => "TERMINATED".to_string(),
+            _ => "VANISHED".to_string(),
+        };
+        let stopped = t.ended == Some(true);
         let (state, why) = match (&t.seen, t.vanished, t.ended) {
             (seen, _, Some(true)) => (
                 match seen {
@@ -1051,8 +1059,13 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             } else {
                 format!(" ({why})")
             };
+            let stopped = if stopped {
+                "it was stopped by SIGTERM "
+            } else {
+                ""
+            };
             let mut detail = format!(
-                "{when}{why}; attempt {attempts} of {}; task logs {} and {}",
+                "{stopped}{when}{why}; attempt {attempts} of {}; task logs {} and {}",
                 retries + 1,
                 out_log.display(),
                 err_log.display()
@@ -1062,7 +1075,7 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             }
             let failure = PointFailure::TaskEnded {
                 task: format!("{job_id}_{task}"),
-                state: state.to_string(),
+                state: state_name.clone(),
                 detail,
             };
             let failed = match (&started, Some(p) == culprit) {
