@@ -1,6 +1,8 @@
 //! The `ssh` backend over loopback (the sshd "hosts" of
 //! `scripts/services/sshd.sh start`): dispatch cost per point on trivial
 //! points with 1 and 4 slots, and the beam model over ssh against rayon.
+//! And the start-up of many slots: 3 hosts × 32 slots, each evaluating one
+//! point that waits a little (OTWRAP_BENCH_STARTUP_SLOTS slots a host).
 //! Run with `scripts/services/sshd.sh start && cargo bench --bench ssh`;
 //! OTWRAP_BENCH_POINTS, OTWRAP_BENCH_BEAM_POINTS and OTWRAP_BENCH_RUNS
 //! change the sizes. Prints medians; with OTWRAP_BENCH_JSON=path, also
@@ -29,6 +31,68 @@ use otwrap::{Model, Runner, Sample};
 #[parallelize(backend = "ssh", progress = "never")]
 fn trivial(x: f64) -> f64 {
     x.mul_add(2.0, 1.0)
+}
+
+/// Waits 200 ms, then says which worker ran it and when it started
+/// (milliseconds since the epoch).
+#[parallelize(backend = "ssh", progress = "never")]
+fn waiter(_k: u32) -> (u32, u128) {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(200));
+    (std::process::id(), started)
+}
+
+/// 3 hosts × `slots` slots: the wall time of a batch of one 200 ms point
+/// per slot (connect, copy check, start every worker, evaluate, shut down),
+/// and when the last point started.
+fn startup(env: &services::SshEnv, slots: usize, runs: usize) -> Result<(), BoxError> {
+    let hosts = [(0, slots), (1, slots), (2, slots)];
+    let total = 3 * slots;
+    let inputs: Vec<u32> = (0..total as u32).collect();
+    // Warm-up: copies the binary to the hosts.
+    on_hosts::<waiter::Model>(env, &hosts)
+        .map(&inputs)?
+        .into_values()?;
+    let mut walls = Vec::new();
+    let mut lasts = Vec::new();
+    let mut workers = 0;
+    for _ in 0..runs {
+        let t0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis();
+        let start = Instant::now();
+        let values = on_hosts::<waiter::Model>(env, &hosts)
+            .map(&inputs)?
+            .into_values()?;
+        walls.push(start.elapsed());
+        let last = values.iter().map(|&(_, s)| s).max().unwrap_or(t0);
+        lasts.push(Duration::from_millis(u64::try_from(
+            last.saturating_sub(t0),
+        )?));
+        let mut pids: Vec<u32> = values.iter().map(|&(p, _)| p).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        workers = pids.len();
+    }
+    let (wall, last) = (median(walls), median(lasts));
+    json::emit(
+        "ssh",
+        &format!("start-up, 3 hosts x {slots} slots"),
+        total,
+        runs,
+        wall,
+        &[("slots", total.into()), ("hosts", 3usize.into())],
+    );
+    println!(
+        "  3 hosts × {slots} slots: batch {:6.3} s, last point started after {:6.3} s, \
+         {workers} distinct workers",
+        wall.as_secs_f64(),
+        last.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn on_hosts<M: Model>(env: &services::SshEnv, hosts: &[(usize, usize)]) -> Runner<M> {
@@ -69,6 +133,10 @@ fn main() -> Result<(), BoxError> {
     let n = env_usize("OTWRAP_BENCH_POINTS", 10_000);
     let n_beam = env_usize("OTWRAP_BENCH_BEAM_POINTS", 1_000);
     let runs = env_usize("OTWRAP_BENCH_RUNS", 5);
+    println!("ssh over loopback: start-up of many slots, median of {runs} runs");
+    for slots in [8, env_usize("OTWRAP_BENCH_STARTUP_SLOTS", 32)] {
+        startup(&env, slots, runs)?;
+    }
     let inputs: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
     println!("ssh over loopback: {n} trivial points, median of {runs} runs");
     for (label, hosts) in [
