@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 
 use crate::core::catch_panic;
+use crate::core::paths::absolute;
 use crate::core::{render_input, PointFailure};
 pub use crate::core::{Failed, Layers, LogSpec};
 use crate::failure_log::{FailureLog, LogRecord, Outcome};
@@ -57,13 +58,9 @@ pub fn evaluate_layers<I: Serialize + ?Sized, T>(
     });
     outcome.map_err(|failure| Failed {
         failure,
-        workdir: kept.map(absolute),
-        log: log.map(absolute),
+        workdir: kept.map(|p| absolute(&p)),
+        log: log.map(|p| absolute(&p)),
     })
-}
-
-fn absolute(path: PathBuf) -> PathBuf {
-    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// The layers' part of a point whose worker process died under it (crash,
@@ -111,8 +108,8 @@ pub fn lost_evaluation<I: Serialize + ?Sized>(
     });
     Failed {
         failure,
-        workdir: workdir.map(absolute),
-        log: log.map(absolute),
+        workdir: workdir.map(|p| absolute(&p)),
+        log: log.map(|p| absolute(&p)),
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::declared::{CopyList, PathText};
+use crate::core::paths::absolute;
 pub use crate::core::{Cleanup, UnknownCleanup, WorkDirSpec};
 
 /// Environment variable that moves the default base directory of work
@@ -245,7 +246,7 @@ impl WorkDir {
         validate_prefix(spec.prefix())?;
         // Absolute, so the model may hand it to programs it runs elsewhere.
         let base = spec.resolved_base();
-        let base = std::path::absolute(&base).unwrap_or(base);
+        let base = absolute(&base);
         ensure_base(&base)?;
         let path = create_unique(&base, spec.prefix(), point_index)?;
         // From here on the directory exists: wrap it so that an error while
@@ -380,16 +381,6 @@ fn create_unique(base: &Path, prefix: &str, point_index: usize) -> Result<PathBu
         prefix: prefix.to_owned(),
         attempts: MAX_CREATE_ATTEMPTS,
     })
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    match std::env::current_dir() {
-        Ok(cwd) => cwd.join(p),
-        Err(_) => p.to_path_buf(),
-    }
 }
 
 /// Copies a file or folder into `dest_dir` under its own name (also used

@@ -1,6 +1,7 @@
 //! Backends: where the evaluations of a batch run. Each one is a file behind
 //! the [`Executor`] trait; the batch engine (`runner.rs`) is the same for all.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::{Backend, Settings};
@@ -105,5 +106,15 @@ pub(crate) fn local_location_named(backend: &str) -> Location {
         pid: None,
         workdir: None,
         log: None,
+    }
+}
+
+/// The worker executable: the one configured, else this program.
+pub(crate) fn worker_exe(configured: Option<&Path>) -> Result<PathBuf, String> {
+    match configured {
+        Some(path) => Ok(path.to_path_buf()),
+        None => std::env::current_exe().map_err(|e| {
+            format!("cannot find this program's own executable to start workers: {e}")
+        }),
     }
 }

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -38,11 +38,12 @@ impl<M: Model> Executor<M> for Processes {
         if job.todo.is_empty() {
             return Ok(());
         }
-        let exe =
-            worker_exe(job.settings.worker_exe.as_deref()).map_err(|message| Error::Backend {
+        let exe = super::worker_exe(job.settings.worker_exe.as_deref()).map_err(|message| {
+            Error::Backend {
                 backend: "processes",
                 message,
-            })?;
+            }
+        })?;
         let mut transport = Local::new(exe, job.settings.workers);
         pool::run(
             job,
@@ -51,16 +52,6 @@ impl<M: Model> Executor<M> for Processes {
             DEPTH,
             sink,
         )
-    }
-}
-
-/// The worker executable: the one configured, else this program.
-pub(crate) fn worker_exe(configured: Option<&Path>) -> Result<PathBuf, String> {
-    match configured {
-        Some(path) => Ok(path.to_path_buf()),
-        None => std::env::current_exe().map_err(|e| {
-            format!("cannot find this program's own executable to start workers: {e}")
-        }),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod host;
 pub mod model;
 pub mod options;
 mod panic;
+pub mod paths;
 
 pub use declared::{
     CacheLocation, CacheSpec, Cleanup, Layers, LogSpec, UnknownCleanup, WorkDirSpec,

@@ -302,7 +302,7 @@ impl Program {
             let mut line = self.program.clone();
             for arg in &self.args {
                 line.push(" ");
-                line.push(shell_quote(arg));
+                line.push(crate::core::paths::shell_quote_os(arg));
             }
             let mut command = Command::new("sh");
             command.arg("-c").arg(line);
@@ -661,23 +661,6 @@ fn spawn_reader(
         let result = pipe.read_to_end(&mut bytes).map(|_| bytes);
         let _ = sender.send(event(result));
     });
-}
-
-/// `'it'\''s'`: single quotes protect everything but single quotes. Works
-/// on the bytes, so an argument that is not UTF-8 reaches the program as is.
-fn shell_quote(arg: &OsStr) -> OsString {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let mut quoted = Vec::with_capacity(arg.len() + 2);
-    quoted.push(b'\'');
-    for &byte in arg.as_bytes() {
-        if byte == b'\'' {
-            quoted.extend_from_slice(br"'\''");
-        } else {
-            quoted.push(byte);
-        }
-    }
-    quoted.push(b'\'');
-    OsString::from_vec(quoted)
 }
 
 /// The last lines of stderr, for error messages.

@@ -32,6 +32,7 @@ use crate::layers::Failed;
 use crate::model::Model;
 
 use super::{Event, Executor, Job};
+use crate::core::paths::absolute;
 use crate::worker::run_dir::{self, JobLine, RecordReader, TaskRecord};
 use commands::Cli;
 use poll::{Backoff, Pending, Seen};
@@ -180,14 +181,7 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
     /// finding it again), and locks it.
     fn prepare(job: &'j Job<'a, M>) -> Result<Self, Error> {
         let o = &job.settings.slurm;
-        let exe = match &job.settings.worker_exe {
-            Some(path) => path.clone(),
-            None => std::env::current_exe().map_err(|e| {
-                backend_error(format!(
-                    "cannot find this program's own executable to run in the array tasks: {e}"
-                ))
-            })?,
-        };
+        let exe = super::worker_exe(job.settings.worker_exe.as_deref()).map_err(backend_error)?;
         let exe = absolute(&exe);
         let base = absolute(o.run_dir.as_deref().unwrap_or(Path::new(DEFAULT_RUN_DIR)));
         let salt = match M::cache() {
@@ -1275,10 +1269,6 @@ impl<'j, 'a, M: Model> Driver<'j, 'a, M> {
             "slurm driver {how}"
         );
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn unix_time() -> u64 {

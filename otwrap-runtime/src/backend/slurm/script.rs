@@ -37,17 +37,7 @@ pub(crate) fn task_logs(log_dir: &Path, job_id: &str, task: u32) -> (PathBuf, Pa
     )
 }
 
-/// Quotes a word for a POSIX shell: `'...'`, with `'` written `'\''`.
-pub(crate) fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c))
-    {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
+pub(crate) use crate::core::paths::shell_quote;
 
 /// An `#SBATCH --name=value` line. sbatch reads these lines itself (not a
 /// shell): a value with spaces goes in double quotes, and a value it could

@@ -204,29 +204,11 @@ pub(crate) fn ensure_binary(
     }
 }
 
-/// Quotes `text` for a POSIX shell (the remote login shell runs commands).
-pub(crate) fn shell_quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
-    {
-        return text.to_string();
-    }
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
+pub(crate) use crate::core::paths::shell_quote;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_spaces_and_quotes() {
-        assert_eq!(shell_quote("/usr/bin/app"), "/usr/bin/app");
-        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("$(rm -rf ~)"), "'$(rm -rf ~)'");
-    }
 
     #[test]
     fn hashes_follow_the_content() {

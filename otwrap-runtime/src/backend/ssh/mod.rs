@@ -78,8 +78,7 @@ impl<M: Model> Executor<M> for Ssh {
         let binary = match &settings.ssh.worker_path {
             Some(_) => None,
             None => {
-                let exe =
-                    super::processes::worker_exe(settings.worker_exe.as_deref()).map_err(fail)?;
+                let exe = super::worker_exe(settings.worker_exe.as_deref()).map_err(fail)?;
                 Some(LocalBinary::open(&exe).map_err(fail)?)
             }
         };
