@@ -8,9 +8,8 @@
 //! (`retries`).
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use crate::config::Backend;
 use crate::core::{Ending, Location};
 use crate::error::Error;
 use crate::model::Model;
-use crate::worker::protocol::{read_frame, read_greeting, FromWorker, ModelRef, WORKER_ENV};
+use crate::worker::protocol::{read_frame, read_greeting, FromWorker, ModelRef};
 
 use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
@@ -93,23 +92,7 @@ impl Local {
 
     fn spawn(&self, id: WorkerId, news: &Sender<(WorkerId, News)>) -> Result<Running, String> {
         let exe = &self.exe;
-        let mut cmd = Command::new(exe);
-        cmd.env(WORKER_ENV, crate::worker::protocol::worker_env_value())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a terminal's Ctrl-C goes to the driver
-            // only, and a kill reaches the programs the model started.
-            .process_group(0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // A worker must not outlive its driver.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        let mut cmd = crate::worker::command(exe);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start the worker program {}: {e}", exe.display()))?;

@@ -28,16 +28,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{
-    decode_frame, worker_env_value, write_frame, FrameError, PROTOCOL_VERSION, WORKER_ENV,
-};
+use super::protocol::{decode_frame, write_frame, FrameError, PROTOCOL_VERSION};
 
 /// The bytes a launcher writes first (a worker writes
 /// [`MAGIC`](super::protocol::MAGIC) instead).
@@ -676,7 +674,8 @@ impl Launcher {
             ));
         }
         let exe = self.exe.as_ref().map_err(Clone::clone)?;
-        let mut child = spawn_worker(exe)
+        let mut child = super::command(exe)
+            .spawn()
             .map_err(|e| format!("cannot start the worker program {}: {e}", exe.display()))?;
         let pid = child.id();
         let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -891,29 +890,6 @@ impl Drop for Launcher {
     fn drop(&mut self) {
         self.kill_all();
     }
-}
-
-/// Starts one worker: this program in worker mode, in its own process
-/// group, with its three standard streams piped to the launcher.
-fn spawn_worker(exe: &Path) -> io::Result<Child> {
-    let mut cmd = Command::new(exe);
-    cmd.env(WORKER_ENV, worker_env_value())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group: a kill reaches the programs its model started.
-        .process_group(0);
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            // A worker must not outlive its launcher (the launcher is single
-            // threaded, so the "parent" is the thread that stays).
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    cmd.spawn()
 }
 
 /// A descriptor that becomes readable when the process exits; `None` where

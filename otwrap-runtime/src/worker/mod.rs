@@ -243,3 +243,29 @@ fn abandon() -> ! {
         libc::_exit(75)
     }
 }
+
+/// The command that starts `exe` as a worker serving its standard input
+/// and output: in its own process group (a terminal's Ctrl-C goes to the
+/// driver only, and a kill of the group reaches the programs its model
+/// started), with its three standard streams piped, and, on Linux, killed
+/// when the thread that started it ends (a worker must not outlive its
+/// driver or launcher).
+pub(crate) fn command(exe: &std::path::Path) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.env(WORKER_ENV, protocol::worker_env_value())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
