@@ -80,6 +80,7 @@ pub use otwrap_runtime::{
     ProgressMode, ResultStream, Runner, Sample, Settings, Summary,
 };
 
+pub use otwrap_runtime::cache::CacheLocation;
 pub use otwrap_runtime::failure_log::{create_logger, LoggerConfig};
 
 /// The names most programs need: `use otwrap::prelude::*;`.
