@@ -43,9 +43,7 @@ fn workdir_base() -> &'static Path {
 
 /// A directory for one test's files, kept for the life of the process.
 fn scratch() -> PathBuf {
-    tempfile::tempdir()
-        .expect("a temporary directory")
-        .keep()
+    tempfile::tempdir().expect("a temporary directory").keep()
 }
 
 /// The description of the solver, named `name`, with its script written
@@ -58,12 +56,21 @@ fn description(name: &str, dir: &Path, template: &str) -> ModelDescription {
         .template(InputTemplate::inline("input.txt", template).variables(["x1", "x2"]))
         .copy(&script)
         .expect("an absolute path")
-        .step(Step::new("sh").args(["solver.sh"]).env(
-            "RUNS",
-            dir.join("runs").to_str().expect("a UTF-8 path"),
+        .step(
+            Step::new("sh")
+                .args(["solver.sh"])
+                .env("RUNS", dir.join("runs").to_str().expect("a UTF-8 path")),
+        )
+        .read(OutputReader::new(
+            "y1",
+            "output.txt",
+            ReadRule::token("y1 ="),
         ))
-        .read(OutputReader::new("y1", "output.txt", ReadRule::token("y1 =")))
-        .read(OutputReader::new("y2", "output.txt", ReadRule::token("y2 =")))
+        .read(OutputReader::new(
+            "y2",
+            "output.txt",
+            ReadRule::token("y2 ="),
+        ))
 }
 
 /// 20 points whose results are exact in binary floating point.
@@ -126,10 +133,9 @@ fn described_batch_on(backend: Backend, extra: &[(&str, RawValue)]) -> Result<()
     let batch = runner.map(&points)?;
 
     let summary = batch.summary();
-    check(
-        summary.evaluated == 20 && summary.failed == 1,
-        || format!("{summary:?}"),
-    )?;
+    check(summary.evaluated == 20 && summary.failed == 1, || {
+        format!("{summary:?}")
+    })?;
     check(runs(&dir) == 20, || {
         format!("the solver ran {} times", runs(&dir))
     })?;
@@ -148,13 +154,13 @@ fn described_batch_on(backend: Backend, extra: &[(&str, RawValue)]) -> Result<()
         .err()
         .ok_or("point 13 must fail")?;
     let message = error.to_string();
-    check(matches!(error.failure(), PointFailure::Model { .. }), || {
-        format!("a solver's exit is a model failure: {message}")
-    })?;
     check(
-        error.attempts().made == 1,
-        || format!("a model failure runs once: {message}"),
+        matches!(error.failure(), PointFailure::Model { .. }),
+        || format!("a solver's exit is a model failure: {message}"),
     )?;
+    check(error.attempts().made == 1, || {
+        format!("a model failure runs once: {message}")
+    })?;
     for part in [
         format!("model `{name}`, step 1 of 1"),
         "out of the domain".to_string(),
@@ -241,18 +247,18 @@ fn the_cache_is_keyed_by_the_description() -> Result<(), Failed> {
 
     let second = run(TEMPLATE)?;
     let summary = second.summary();
-    check(
-        summary.evaluated == 0 && summary.cached == 20,
-        || format!("the same description must hit: {summary:?}"),
-    )?;
+    check(summary.evaluated == 0 && summary.cached == 20, || {
+        format!("the same description must hit: {summary:?}")
+    })?;
     check(runs(&dir) == 20, || format!("{} runs", runs(&dir)))?;
     for (index, point) in points().iter().enumerate() {
         if index == FAILING {
             continue;
         }
-        check(second.results()[index].as_ref().ok() == Some(&expected(point)), || {
-            format!("point {index}: {:?}", second.results()[index])
-        })?;
+        check(
+            second.results()[index].as_ref().ok() == Some(&expected(point)),
+            || format!("point {index}: {:?}", second.results()[index]),
+        )?;
     }
     let answered = second.results()[FAILING]
         .as_ref()
@@ -278,7 +284,9 @@ fn main() {
         Trial::test("described_serial", || {
             described_batch_on(Backend::Serial, &[])
         }),
-        Trial::test("described_rayon", || described_batch_on(Backend::Rayon, &[])),
+        Trial::test("described_rayon", || {
+            described_batch_on(Backend::Rayon, &[])
+        }),
         Trial::test("described_processes", || {
             described_batch_on(Backend::Processes, &[])
         }),

@@ -197,15 +197,9 @@ impl DescribedRunner {
         }
         let prepared = prepared_data(&self.description)?;
         let bytes = self.description.to_bytes();
-        let cache = self.cache.map(|location| CacheSpec {
-            location,
-            // The description's bytes play the part of a compiled
-            // function's body: any change to it gives other keys.
-            body_hash: xxhash_rust::xxh3::xxh3_64(&bytes),
-            version: "",
-            cache_errors: self.cache_errors,
-            depends: &[],
-        });
+        let cache = self
+            .cache
+            .map(|location| cache_spec(&bytes, location, self.cache_errors));
         self.runner.set_instance(Instance {
             model: ModelRef::Described(bytes),
             data: prepared,
@@ -222,5 +216,54 @@ fn runs_described(backend: Backend) -> bool {
         // ssh sends a compiled model's id until it runs on the pool; SLURM
         // array tasks find their model by id in the run directory.
         Backend::Ssh | Backend::Slurm => false,
+    }
+}
+
+/// The cache settings of a description whose bytes are `bytes`: they play
+/// the part of a compiled function's body, so any change to the description
+/// gives other keys, and the same description the same ones.
+fn cache_spec(bytes: &[u8], location: CacheLocation, cache_errors: bool) -> CacheSpec {
+    CacheSpec {
+        location,
+        body_hash: xxhash_rust::xxh3::xxh3_64(bytes),
+        version: "",
+        cache_errors,
+        depends: &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::KeyPrefix;
+    use crate::described::{InputTemplate, OutputReader, ReadRule, Step, MODEL_ID};
+
+    fn model(template: &str, arg: &str, token: &str) -> ModelDescription {
+        ModelDescription::new("m", ["x"], ["y"])
+            .template(InputTemplate::inline("in.txt", template).variable("x"))
+            .step(Step::new("solver").args([arg]))
+            .read(OutputReader::new("y", "out.txt", ReadRule::token(token)))
+    }
+
+    fn prefix(description: &ModelDescription) -> KeyPrefix {
+        let spec = cache_spec(&description.to_bytes(), CacheLocation::Memory, false);
+        KeyPrefix::with_depends(MODEL_ID, spec.body_hash, spec.version, None)
+    }
+
+    #[test]
+    fn every_part_of_the_description_is_in_the_key() {
+        let base = prefix(&model("x = @x@", "in.txt", "y ="));
+        assert_eq!(base, prefix(&model("x = @x@", "in.txt", "y =")));
+        assert_ne!(base, prefix(&model("x  = @x@", "in.txt", "y =")));
+        assert_ne!(base, prefix(&model("x = @x@", "in2.txt", "y =")));
+        assert_ne!(base, prefix(&model("x = @x@", "in.txt", "y:")));
+    }
+
+    #[test]
+    fn backends_that_cannot_pass_a_description_are_refused_by_name() {
+        let mut runner =
+            DescribedRunner::new(&model("x = @x@", "in.txt", "y =")).backend(Backend::Slurm);
+        let error = runner.map(&[vec![1.0]]).unwrap_err().to_string();
+        assert!(error.contains("the slurm backend does not run"), "{error}");
     }
 }

@@ -20,8 +20,8 @@ use crate::core::{Attempts, FailureClass};
 use crate::error::{render_input, Error, Location, PointError, PointFailure};
 use crate::model::Model;
 use crate::progress::{Bar, Progress, Tracker};
-use crate::worker::protocol::{ModelRef, WORKER_ENV};
 use crate::worker::handshake_in_env;
+use crate::worker::protocol::{ModelRef, WORKER_ENV};
 
 type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
 

@@ -32,8 +32,8 @@ pub use description::{
 };
 pub use error::{DescribedError, DescriptionError};
 pub use interpreter::Interpreter;
-pub(crate) use model::{prepared_data, worker_invoke, Described};
 pub use model::MODEL_ID;
+pub(crate) use model::{prepared_data, worker_invoke, Described};
 
 use crate::codec;
 
