@@ -75,11 +75,12 @@
 
 pub use otwrap_macros::{cached, debug_log, main, parallelize, temp_workdir};
 pub use otwrap_runtime::{
-    config, coupling, interrupt, sample, Backend, Batch, Completed, Error, EvalContext, Failed,
-    Location, Model, Options, PointError, PointFailure, Progress, ProgressMode, ResultStream,
-    Runner, Sample, Settings, Summary,
+    config, coupling, described, interrupt, sample, Backend, Batch, Completed, DescribedRunner,
+    Error, EvalContext, Failed, Location, Model, Options, PointError, PointFailure, Progress,
+    ProgressMode, ResultStream, Runner, Sample, Settings, Summary,
 };
 
+pub use otwrap_runtime::cache::CacheLocation;
 pub use otwrap_runtime::failure_log::{create_logger, LoggerConfig};
 
 /// The names most programs need: `use otwrap::prelude::*;`.

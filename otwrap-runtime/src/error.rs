@@ -58,6 +58,11 @@ pub enum Error {
     #[error(transparent)]
     Point(#[from] PointError),
 
+    /// A model description that cannot be run: it does not validate (the
+    /// message names the variable, file, step or output to change).
+    #[error("otwrap cannot run this model description: {0}")]
+    Description(#[from] crate::described::DescriptionError),
+
     /// The cache could not be opened, read or written.
     #[error(transparent)]
     Cache(#[from] crate::cache::store::CacheError),

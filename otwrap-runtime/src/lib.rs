@@ -11,7 +11,7 @@
 //! experiments, CSV and dumps), [`config`] (options, `otwrap.toml`, `OTWRAP_*`), [`batch`]
 //! (results), [`coupling`] (templates, running programs, reading
 //! results), [`described`] (models described by data and their
-//! interpreter), [`workdir`] (a directory per evaluation), [`failure_log`]
+//! interpreter; [`DescribedRunner`] runs them), [`workdir`] (a directory per evaluation), [`failure_log`]
 //! (the log of failed evaluations, `create_logger`), [`progress`], [`error`].
 //!
 //! [otwrap]: https://docs.rs/otwrap
@@ -26,6 +26,7 @@ pub mod config;
 pub mod core;
 pub mod coupling;
 pub mod described;
+mod described_runner;
 pub mod error;
 pub mod failure_log;
 pub mod flat;
@@ -48,6 +49,7 @@ pub use crate::core::{
 };
 pub use batch::{Batch, Completed, Summary};
 pub use config::{Backend, Options, ProgressMode, Settings};
+pub use described_runner::DescribedRunner;
 pub use error::Error;
 pub use progress::Progress;
 pub use runner::{call_single, ResultStream, Runner};

@@ -6,20 +6,22 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::backend::{self, Event, Job};
 use crate::batch::{Batch, Completed, Summary};
 use crate::cache::store::Entry;
-use crate::cache::ModelCache;
+use crate::cache::{CacheSpec, ModelCache};
 use crate::config::{self, Backend, Options, ProgressMode, Settings};
+use crate::core::model::ModelData;
 use crate::core::{Attempts, FailureClass};
 use crate::error::{render_input, Error, Location, PointError, PointFailure};
 use crate::model::Model;
 use crate::progress::{Bar, Progress, Tracker};
-use crate::worker::{handshake_in_env, protocol::WORKER_ENV};
+use crate::worker::handshake_in_env;
+use crate::worker::protocol::{ModelRef, WORKER_ENV};
 
 type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
 
@@ -32,7 +34,19 @@ pub struct Runner<M: Model> {
     overrides: Options,
     config_file: Option<PathBuf>,
     on_progress: Option<ProgressCallback>,
+    instance: Option<Instance>,
     model: PhantomData<fn() -> M>,
+}
+
+/// What a batch of a model given at run time (a described model) needs
+/// besides the model's type, which is the same for every such model.
+pub(crate) struct Instance {
+    /// What workers are asked to load instead of `Compiled(M::ID)`.
+    pub(crate) model: ModelRef,
+    /// What in-process evaluations find in their context.
+    pub(crate) data: ModelData,
+    /// The cache, opened under `M::ID`, instead of `M::cache()`.
+    pub(crate) cache: Option<CacheSpec>,
 }
 
 impl<M: Model> Default for Runner<M> {
@@ -59,8 +73,27 @@ impl<M: Model> Runner<M> {
             overrides: Options::default(),
             config_file: None,
             on_progress: None,
+            instance: None,
             model: PhantomData,
         }
+    }
+
+    /// A runner of a model given at run time: its workers load
+    /// `instance.model`, its in-process evaluations see `instance.data`, its
+    /// cache is `instance.cache`.
+    pub(crate) fn set_instance(&mut self, instance: Instance) {
+        self.instance = Some(instance);
+    }
+
+    /// The model's cache, if it has one.
+    fn open_cache(&self) -> Result<Option<ModelCache>, Error> {
+        Ok(match &self.instance {
+            Some(instance) => instance
+                .cache
+                .map(|spec| ModelCache::open(M::ID, spec))
+                .transpose()?,
+            None => ModelCache::of::<M>()?,
+        })
     }
 
     /// Runs on this backend.
@@ -212,6 +245,8 @@ impl<M: Model> Runner<M> {
             // Whether the model is cached at all (opening the store is
             // `run`'s job, once).
             || M::cache().is_some()
+            // A model given at run time needs its data in each context.
+            || self.instance.is_some()
         {
             return Ok(None);
         }
@@ -354,7 +389,11 @@ impl<M: Model> Runner<M> {
             None => {}
         }
         let total = inputs.len();
-        let cache = ModelCache::of::<M>()?;
+        let cache = self.open_cache()?;
+        let (model, data) = match &self.instance {
+            Some(instance) => (instance.model.clone(), Some(Arc::clone(&instance.data))),
+            None => (ModelRef::Compiled(M::ID.to_string()), None),
+        };
         if crate::interrupt::requested() {
             return Err(Error::Interrupted {
                 cause: crate::interrupt::cause(),
@@ -420,6 +459,8 @@ impl<M: Model> Runner<M> {
             settings,
             cancel: &cancel,
             used: &used,
+            model,
+            data,
         };
         let mut evaluated = 0;
         let mut store_failures = 0;

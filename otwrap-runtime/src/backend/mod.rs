@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::{Backend, Settings};
+use crate::core::model::ModelData;
 use crate::error::{Error, Location, PointFailure};
-use crate::model::Model;
+use crate::model::{EvalContext, Model};
+use crate::worker::protocol::ModelRef;
 
 pub(crate) mod pool;
 pub(crate) mod processes;
@@ -48,9 +50,20 @@ pub(crate) struct Job<'a, M: Model> {
     /// SSH hosts, the array tasks submitted to SLURM, the worker processes
     /// started. 0 means `workers`.
     pub(crate) used: &'a AtomicUsize,
+    /// The model workers are asked to load: `Compiled(M::ID)`, or a
+    /// description given as data.
+    pub(crate) model: ModelRef,
+    /// What in-process evaluations find in their [`EvalContext`] (a
+    /// described model's interpreter); `None` for compiled-in models.
+    pub(crate) data: Option<ModelData>,
 }
 
 impl<M: Model> Job<'_, M> {
+    /// The context of an in-process evaluation of point `index`.
+    pub(crate) fn context(&self, index: usize) -> EvalContext {
+        EvalContext::with_data(index, self.data.clone())
+    }
+
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed) || crate::interrupt::requested()
     }

@@ -112,7 +112,6 @@ struct Slot {
 pub(crate) fn run<M: Model, T: Transport>(
     job: &Job<'_, M>,
     transport: &mut T,
-    model: ModelRef,
     depth: usize,
     sink: &mut dyn FnMut(Event<M::Output>),
 ) -> Result<(), Error> {
@@ -127,7 +126,7 @@ pub(crate) fn run<M: Model, T: Transport>(
     let depth = if job.settings.fail_fast { 1 } else { depth };
     let mut pool = Pool {
         job,
-        model,
+        model: job.model.clone(),
         depth: depth.max(1),
         pending: job.todo.iter().copied().collect(),
         attempts: vec![0; job.inputs.len()],

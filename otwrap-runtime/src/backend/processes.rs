@@ -17,7 +17,7 @@ use crate::config::Backend;
 use crate::core::{Ending, Location};
 use crate::error::Error;
 use crate::model::Model;
-use crate::worker::protocol::{read_frame, read_greeting, FromWorker, ModelRef};
+use crate::worker::protocol::{read_frame, read_greeting, FromWorker};
 
 use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
@@ -44,13 +44,7 @@ impl<M: Model> Executor<M> for Processes {
             }
         })?;
         let mut transport = Local::new(exe, job.settings.workers);
-        pool::run(
-            job,
-            &mut transport,
-            ModelRef::Compiled(M::ID.to_string()),
-            DEPTH,
-            sink,
-        )
+        pool::run(job, &mut transport, DEPTH, sink)
     }
 }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::config::Backend;
 use crate::error::Error;
-use crate::model::{evaluate_caught, EvalContext, Model};
+use crate::model::{evaluate_caught, Model};
 
 use super::{local_location, Event, Executor, Job};
 
@@ -69,7 +69,7 @@ impl<M: Model> Executor<M> for RayonPool {
                                 break;
                             }
                             let outcome =
-                                evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
+                                evaluate_caught::<M>(&job.inputs[index], &job.context(index))
                                     .map_err(|failed| {
                                         failed.into_parts(local_location(Backend::Rayon))
                                     });

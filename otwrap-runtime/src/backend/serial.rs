@@ -2,7 +2,7 @@
 
 use crate::config::Backend;
 use crate::error::Error;
-use crate::model::{evaluate_caught, EvalContext, Model};
+use crate::model::{evaluate_caught, Model};
 
 use super::{local_location, Event, Executor, Job};
 
@@ -18,7 +18,7 @@ impl<M: Model> Executor<M> for Serial {
             if job.cancelled() {
                 break;
             }
-            let outcome = evaluate_caught::<M>(&job.inputs[index], &EvalContext::new(index))
+            let outcome = evaluate_caught::<M>(&job.inputs[index], &job.context(index))
                 .map_err(|failed| failed.into_parts(local_location(Backend::Serial)));
             sink(Event::once(index, outcome));
         }

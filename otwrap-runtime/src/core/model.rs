@@ -2,8 +2,10 @@
 //! process (with panic capture), and the registry that lets a worker process
 //! find a model by its stable id.
 
+use std::any::Any;
 use std::fmt::Display;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -77,12 +79,27 @@ pub trait Model: Send + Sync + 'static {
 pub struct EvalContext {
     /// The index of the point in the batch (0 for single calls).
     pub index: usize,
+    /// The data of a model given at run time rather than by its type alone
+    /// (a described model's compiled interpreter), handed over by the batch
+    /// that runs it; `None` for compiled-in models. Carried here, not in a
+    /// process-wide map, so that two batches of different such models run
+    /// side by side in one process.
+    pub(crate) data: Option<ModelData>,
 }
+
+/// The run-time data of a model (see [`EvalContext`]); type-erased, so
+/// that the core knows nothing of the models that use it.
+pub(crate) type ModelData = Arc<dyn Any + Send + Sync>;
 
 impl EvalContext {
     /// The context of point `index`.
     pub fn new(index: usize) -> Self {
-        EvalContext { index }
+        EvalContext { index, data: None }
+    }
+
+    /// The context of point `index` of a model given at run time.
+    pub(crate) fn with_data(index: usize, data: Option<ModelData>) -> Self {
+        EvalContext { index, data }
     }
 }
 

@@ -14,10 +14,17 @@
 //!
 //! What the description does not capture: the content of its resources
 //! (copied by path at evaluation time) and of the programs it runs.
+//!
+//! A batch of a description runs on any backend with
+//! [`DescribedRunner`](crate::DescribedRunner): in process, or in workers
+//! that receive the description's bytes and compile it once each. Its
+//! cache keys are those of the function [`MODEL_ID`] with a hash of the
+//! description's bytes as body hash.
 
 mod description;
 mod error;
 mod interpreter;
+mod model;
 mod validate;
 
 pub use description::{
@@ -25,6 +32,8 @@ pub use description::{
 };
 pub use error::{DescribedError, DescriptionError};
 pub use interpreter::Interpreter;
+pub use model::MODEL_ID;
+pub(crate) use model::{prepared_data, worker_invoke, Described};
 
 use crate::codec;
 

@@ -234,6 +234,9 @@ impl WorkerClient {
                     known.join(", ")
                 }
             )),
+            (Phase::Loading, FromWorker::BadModel { message }) => self.refuse(format!(
+                "cannot use the model description it was given: {message}"
+            )),
             (Phase::Ready, FromWorker::Started { index }) => {
                 match self.in_flight.iter_mut().find(|p| p.index as u64 == index) {
                     Some(point) if point.started.is_none() => {
@@ -457,6 +460,20 @@ mod tests {
             panic!("an unknown model must be refused");
         };
         assert!(text.contains("`m`") && text.contains("a::b"), "{text}");
+
+        let mut c = WorkerClient::new(ModelRef::Described(vec![7]), Instant::now());
+        c.greeted(Ok(hello(PROTOCOL_VERSION))).expect("hello");
+        let bad = FromWorker::BadModel {
+            message: "model description format 7 is not supported".into(),
+        };
+        let Err(Refusal::Unusable(text)) = c.hear(bad, Instant::now()) else {
+            panic!("an unusable description must be refused");
+        };
+        assert_eq!(
+            text,
+            "cannot use the model description it was given: model description format 7 is not \
+             supported"
+        );
 
         let mut c = WorkerClient::new(ModelRef::Compiled("m".into()), Instant::now());
         let Err(Refusal::Unusable(text)) = c.greeted(Err("it printed \"hi\"".into())) else {

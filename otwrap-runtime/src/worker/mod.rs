@@ -125,14 +125,15 @@ fn serve() -> io::Result<()> {
                     out.flush()?;
                     invoke
                 }
-                Err(known) => {
-                    write_frame(
-                        &mut out,
-                        &FromWorker::UnknownModel {
+                Err(unresolved) => {
+                    let refusal = match unresolved {
+                        Unresolved::Unknown(known) => FromWorker::UnknownModel {
                             model: model.label(),
                             known,
                         },
-                    )?;
+                        Unresolved::Unusable(message) => FromWorker::BadModel { message },
+                    };
+                    write_frame(&mut out, &refusal)?;
                     out.flush()?;
                     return Ok(());
                 }
@@ -192,16 +193,26 @@ fn serve() -> io::Result<()> {
     }
 }
 
-/// The evaluation function of the model a driver asks for, or the ids this
-/// binary knows.
-fn resolve_model(model: &ModelRef) -> Result<Box<crate::core::model::DynInvoke>, Vec<String>> {
-    let known = || registered_ids().into_iter().map(String::from).collect();
+/// Why a worker cannot serve the model a driver asks for.
+enum Unresolved {
+    /// No model of that id is compiled in; the ids this binary knows.
+    Unknown(Vec<String>),
+    /// The description given does not decode or validate; why.
+    Unusable(String),
+}
+
+/// The evaluation function of the model a driver asks for: a compiled-in
+/// model found by id, or a description compiled once here.
+fn resolve_model(model: &ModelRef) -> Result<Box<crate::core::model::DynInvoke>, Unresolved> {
     match model {
         ModelRef::Compiled(id) => match find_registered(id) {
             Some(reg) => Ok(Box::new(reg.invoke)),
-            None => Err(known()),
+            None => Err(Unresolved::Unknown(
+                registered_ids().into_iter().map(String::from).collect(),
+            )),
         },
-        ModelRef::Described(_) => Err(known()),
+        ModelRef::Described(bytes) => crate::described::worker_invoke(bytes)
+            .map_err(|error| Unresolved::Unusable(error.to_string())),
     }
 }
 

@@ -244,6 +244,14 @@ pub enum FromWorker {
         /// The bincode-encoded output, or the failure and its traces.
         outcome: Result<Vec<u8>, Failed>,
     },
+    /// The model was given as data ([`ModelRef::Described`]) but this
+    /// worker cannot use the description (it does not decode, is of another
+    /// format version, or does not validate).
+    // Last, so that the variants before it keep their wire numbers.
+    BadModel {
+        /// Why, naming what to change.
+        message: String,
+    },
 }
 
 /// Why a frame could not be read.

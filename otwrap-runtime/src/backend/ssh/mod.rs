@@ -35,7 +35,7 @@ use crate::core::{Ending, Location};
 use crate::error::Error;
 use crate::model::Model;
 use crate::worker::launcher::{FromLauncher, ToLauncher};
-use crate::worker::protocol::{launch_env_value, ModelRef, WORKER_ENV};
+use crate::worker::protocol::{launch_env_value, WORKER_ENV};
 
 use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
@@ -94,13 +94,7 @@ impl<M: Model> Executor<M> for Ssh {
             gate: Gate::new(CONNECTING_AT_ONCE),
         });
         let mut transport = SshTransport::new(hosts, plan);
-        let outcome = pool::run(
-            job,
-            &mut transport,
-            ModelRef::Compiled(M::ID.to_string()),
-            DEPTH,
-            sink,
-        );
+        let outcome = pool::run(job, &mut transport, DEPTH, sink);
         transport.close();
         outcome
     }
