@@ -123,7 +123,9 @@ fn check(condition: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
 /// the other work directories removed.
 fn described_batch_on(backend: Backend, extra: &[(&str, RawValue)]) -> Result<(), Failed> {
     let dir = scratch();
-    let name = format!("solver-{backend}");
+    // Unique to this process: remote workers make their work dirs in the
+    // hosts' default base, shared with earlier runs.
+    let name = format!("solver-{backend}-{}", std::process::id());
     let model = description(&name, &dir, TEMPLATE);
     let points = points();
     let mut runner = DescribedRunner::new(&model)
@@ -193,6 +195,7 @@ fn described_batch_on(backend: Backend, extra: &[(&str, RawValue)]) -> Result<()
     check(left == vec![kept.clone()], || {
         format!("work dirs left: {left:?}, kept: {kept:?}")
     })?;
+    std::fs::remove_dir_all(&kept)?;
     Ok(())
 }
 

@@ -35,6 +35,13 @@ const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 /// driver's own handler to see the same signal (a whole process group or
 /// job signalled at once): then its point is not run rather than lost.
 const SIGNAL_GRACE: Duration = Duration::from_millis(500);
+/// Points shorter than this (on average) get a second point queued behind
+/// them on their worker, so it never idles while the driver answers.
+const PIPELINE_BELOW: Duration = Duration::from_millis(20);
+/// Points shorter than this fill a worker's queue to the transport's full
+/// depth: the round trip, not the point, is then the cost.
+const DEEP_PIPELINE_BELOW: Duration = Duration::from_millis(1);
+
 /// Consecutive failed starts after which a slot is given up.
 const MAX_START_FAILURES: u32 = 3;
 
@@ -128,6 +135,7 @@ pub(crate) fn run<M: Model, T: Transport>(
         job,
         model: job.model.clone(),
         depth: depth.max(1),
+        mean_point: None,
         pending: job.todo.iter().copied().collect(),
         attempts: vec![0; job.inputs.len()],
         slots: (0..slots)
@@ -157,6 +165,8 @@ struct Pool<'a, 'j, M: Model> {
     job: &'a Job<'j, M>,
     model: ModelRef,
     depth: usize,
+    /// The running mean of how long points take (from their start).
+    mean_point: Option<Duration>,
     pending: VecDeque<usize>,
     /// Starts per point (index into the batch).
     attempts: Vec<u32>,
@@ -284,54 +294,67 @@ impl<M: Model> Pool<'_, '_, M> {
         }
     }
 
-    /// Gives every ready worker points up to the pipelining depth, and
-    /// sends what the clients queued.
+    /// How many points a ready worker may hold now. Until points are known
+    /// to be short, one: with long points a second one queued behind a
+    /// running one would wait there while another worker idles.
+    fn current_depth(&self) -> usize {
+        match self.mean_point {
+            Some(mean) if mean < DEEP_PIPELINE_BELOW => self.depth,
+            Some(mean) if mean < PIPELINE_BELOW => self.depth.min(2),
+            _ => 1,
+        }
+    }
+
+    /// Gives every ready worker a point, then fills pipelines (keeping one
+    /// point back for each worker still starting), and sends what the
+    /// clients queued.
     fn refill<T: Transport>(&mut self, transport: &mut T, sink: &mut dyn FnMut(Event<M::Output>)) {
         let cancelled = self.job.cancelled();
+        let depth = self.current_depth();
+        let starting = self
+            .slots
+            .iter()
+            .filter_map(|s| s.client.as_ref())
+            .filter(|c| matches!(c.phase(), Phase::Starting | Phase::Loading))
+            .count();
+        for fill in [1, depth] {
+            if cancelled || (fill > 1 && self.pending.len() <= starting) {
+                break;
+            }
+            for slot in 0..self.slots.len() {
+                if self.slots[slot].retiring {
+                    continue;
+                }
+                while self.slots[slot]
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| c.phase() == Phase::Ready && c.in_flight() < fill)
+                {
+                    if fill > 1 && self.pending.len() <= starting {
+                        break;
+                    }
+                    let Some(index) = self.pending.pop_front() else {
+                        break;
+                    };
+                    if !self.submit(transport, slot, index, sink) {
+                        break;
+                    }
+                }
+            }
+        }
         for slot in 0..self.slots.len() {
             let id = self.id(slot);
             let retiring = self.slots[slot].retiring;
             let Some(client) = self.slots[slot].client.as_mut() else {
                 continue;
             };
-            if client.phase() == Phase::Ready && !retiring {
-                while !cancelled && client.in_flight() < self.depth {
-                    let Some(index) = self.pending.pop_front() else {
-                        break;
-                    };
-                    match crate::codec::encode(&self.job.inputs[index]) {
-                        Ok(bytes) => {
-                            if client.submit(index, bytes).is_err() {
-                                self.pending.push_front(index);
-                                break;
-                            }
-                            self.attempts[index] += 1;
-                        }
-                        Err(message) => {
-                            self.attempts[index] += 1;
-                            let failure = PointFailure::Protocol {
-                                message: format!("cannot encode the input: {message}"),
-                            };
-                            let location = transport.location(id, client.pid());
-                            self.reported += 1;
-                            let event = Event {
-                                index,
-                                outcome: Err((failure, location)),
-                                attempts: self.attempts[index],
-                            };
-                            self.job.note_outcome(&event.outcome);
-                            sink(event);
-                        }
-                    }
-                }
-                if client.in_flight() == 0 && (cancelled || self.pending.is_empty()) {
-                    client.shutdown();
-                    self.slots[slot].retiring = true;
-                }
+            let done = client.phase() == Phase::Ready
+                && !retiring
+                && client.in_flight() == 0
+                && (cancelled || self.pending.is_empty());
+            if done {
+                client.shutdown();
             }
-            let Some(client) = self.slots[slot].client.as_mut() else {
-                continue;
-            };
             if client.has_outbox() {
                 let bytes = client.take_outbox();
                 if let Err(why) = transport.send(id, &bytes) {
@@ -339,6 +362,45 @@ impl<M: Model> Pool<'_, '_, M> {
                     // Its reader will report the end; kill it so it does.
                     transport.kill(id);
                 }
+            }
+            if done {
+                self.slots[slot].retiring = true;
+            }
+        }
+    }
+
+    /// Queues point `index` on the worker of `slot`; `false` when the
+    /// worker cannot take it (the point is back in the queue).
+    fn submit<T: Transport>(
+        &mut self,
+        transport: &T,
+        slot: usize,
+        index: usize,
+        sink: &mut dyn FnMut(Event<M::Output>),
+    ) -> bool {
+        let id = self.id(slot);
+        let Some(client) = self.slots[slot].client.as_mut() else {
+            self.pending.push_front(index);
+            return false;
+        };
+        self.attempts[index] += 1;
+        match crate::codec::encode(&self.job.inputs[index]) {
+            Ok(bytes) => {
+                if client.submit(index, bytes).is_err() {
+                    self.attempts[index] -= 1;
+                    self.pending.push_front(index);
+                    return false;
+                }
+                true
+            }
+            Err(message) => {
+                let failure = PointFailure::Protocol {
+                    message: format!("cannot encode the input: {message}"),
+                };
+                let pid = client.pid();
+                let location = transport.location(id, pid);
+                self.report(index, Err((failure, location)), sink);
+                true
             }
         }
     }
@@ -372,8 +434,18 @@ impl<M: Model> Pool<'_, '_, M> {
                 self.ever_ready = true;
                 self.slots[id.slot].start_failures = 0;
             }
-            Ok(Heard::Answer { index, outcome }) => {
+            Ok(Heard::Answer {
+                index,
+                outcome,
+                ran,
+            }) => {
                 let pid = client.pid();
+                if let Some(ran) = ran {
+                    self.mean_point = Some(match self.mean_point {
+                        None => ran,
+                        Some(mean) => (mean * 7 + ran) / 8,
+                    });
+                }
                 let outcome = outcome.and_then(|bytes| {
                     crate::codec::decode::<M::Output>(&bytes).map_err(|message| {
                         Failed::from(PointFailure::Protocol {

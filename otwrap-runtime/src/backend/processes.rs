@@ -22,9 +22,10 @@ use crate::worker::protocol::{read_frame, read_greeting, FromWorker};
 use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
 
-/// Points sent ahead to each worker: one running, one waiting in its pipe,
-/// so a worker never idles while the driver answers.
-const DEPTH: usize = 2;
+/// The most points sent ahead to one worker (when points are short: see
+/// the pool), so a worker never idles while the driver answers and the
+/// requests of several points share a write.
+const DEPTH: usize = 8;
 
 pub(crate) struct Processes;
 

@@ -59,6 +59,8 @@ pub(crate) enum Heard {
         index: usize,
         /// The encoded output, or the failure and its traces.
         outcome: Result<Vec<u8>, Failed>,
+        /// How long it ran, from its start to its answer.
+        ran: Option<Duration>,
     },
 }
 
@@ -249,12 +251,13 @@ impl WorkerClient {
                 }
             }
             (Phase::Ready, FromWorker::Result { index, outcome }) => {
-                match self.in_flight.front().map(|p| p.index) {
-                    Some(first) if first as u64 == index => {
+                match self.in_flight.front().copied() {
+                    Some(first) if first.index as u64 == index => {
                         self.in_flight.pop_front();
                         Ok(Heard::Answer {
-                            index: first,
+                            index: first.index,
                             outcome,
+                            ran: first.started.map(|s| now.saturating_duration_since(s)),
                         })
                     }
                     _ => self.broken(format!(

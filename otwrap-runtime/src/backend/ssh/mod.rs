@@ -52,8 +52,9 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 const MAX_RECONNECTS: u32 = 3;
 /// How long the pool waits for a host to report a killed worker's end.
 const ENDING_WAIT: Duration = Duration::from_secs(10);
-/// Points sent ahead to each worker (one running, one waiting).
-const DEPTH: usize = 2;
+/// The most points sent ahead to one worker (when points are short: see
+/// the pool); a round trip over SSH costs tens of microseconds.
+const DEPTH: usize = 8;
 
 pub(crate) struct Ssh;
 
