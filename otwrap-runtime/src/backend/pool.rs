@@ -61,6 +61,9 @@ pub(crate) enum News {
     Greeting(Result<FromWorker, String>),
     /// A protocol message.
     Message(FromWorker),
+    /// Several protocol messages, in order (what one read brought: one
+    /// hand-over instead of one per message).
+    Messages(Vec<FromWorker>),
     /// A line of its stderr.
     Stderr(String),
     /// It wrote bytes that are not the protocol after its greeting.
@@ -415,6 +418,12 @@ impl<M: Model> Pool<'_, '_, M> {
         if id.generation != self.slots[id.slot].generation {
             return; // about a worker already replaced
         }
+        if let News::Messages(messages) = news {
+            for message in messages {
+                self.hear(transport, id, News::Message(message), sink);
+            }
+            return;
+        }
         let Some(client) = self.slots[id.slot].client.as_mut() else {
             return;
         };
@@ -427,6 +436,7 @@ impl<M: Model> Pool<'_, '_, M> {
             News::Greeting(greeting) => client.greeted(greeting).map(|()| Heard::Nothing),
             News::Garbled(why) => Err(Refusal::Broken(why)),
             News::Message(message) => client.hear(message, Instant::now()),
+            News::Messages(_) => return,
         };
         match heard {
             Ok(Heard::Nothing) => {}

@@ -17,7 +17,7 @@ use crate::config::Backend;
 use crate::core::{Ending, Location};
 use crate::error::Error;
 use crate::model::Model;
-use crate::worker::protocol::{read_frame, read_greeting, FromWorker};
+use crate::worker::protocol::{decode_frame, read_frame, read_greeting, FromWorker};
 
 use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
@@ -301,7 +301,18 @@ fn read_worker(stdout: std::process::ChildStdout, id: WorkerId, tx: Sender<(Work
     }
     loop {
         let news = match read_frame::<FromWorker>(&mut reader) {
-            Ok(Some(frame)) => News::Message(frame),
+            Ok(Some(frame)) => {
+                // The frames already whole in the buffer go with it.
+                let mut frames = vec![frame];
+                while let Ok(Some((frame, used))) = decode_frame::<FromWorker>(reader.buffer()) {
+                    reader.consume(used);
+                    frames.push(frame);
+                }
+                match frames.len() {
+                    1 => News::Message(frames.remove(0)),
+                    _ => News::Messages(frames),
+                }
+            }
             Ok(None) => News::Closed("end of output".to_string()),
             Err(e) => News::Closed(e.to_string()),
         };

@@ -47,6 +47,16 @@ pub(crate) fn check_worker(exe: &Path, model: &str) -> Result<(), String> {
                 News::Greeting(greeting) => client.greeted(greeting).map(|()| Heard::Nothing),
                 News::Garbled(why) => return Err(why),
                 News::Message(message) => client.hear(message, Instant::now()),
+                News::Messages(messages) => {
+                    let mut heard = Ok(Heard::Nothing);
+                    for message in messages {
+                        heard = client.hear(message, Instant::now());
+                        if !matches!(heard, Ok(Heard::Nothing)) {
+                            break;
+                        }
+                    }
+                    heard
+                }
             };
             match heard {
                 Ok(Heard::Ready) => return Ok(()),
