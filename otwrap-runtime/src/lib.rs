@@ -5,9 +5,11 @@
 //! calling into this crate; everything here is also usable by hand (see
 //! [`Model`]).
 //!
-//! Module map: [`model`] (the contract, the registry), [`runner`] (the batch
-//! engine), `backend` (serial, rayon, processes), [`worker`] (worker mode and
-//! protocol), [`cache`] (stores and keys), [`sample`] (designs of
+//! Module map: [`core`] (the model contract, the registry,
+//! what a model declares, how a point fails; it uses no other module),
+//! [`runner`] (the batch engine), `backend` (serial, rayon, and the pool of
+//! long-lived workers over transports: processes, ssh; slurm), [`worker`]
+//! (worker mode, protocol, the driver's worker client, the launcher), [`cache`] (stores and keys), [`sample`] (designs of
 //! experiments, CSV and dumps), [`config`] (options, `otwrap.toml`, `OTWRAP_*`), [`batch`]
 //! (results), [`coupling`] (templates, running programs, reading
 //! results), [`described`] (models described by data and their

@@ -87,7 +87,7 @@ pub fn known_names() -> Vec<String> {
 /// Checks the `OTWRAP_*` names among `names` (the environment's variable
 /// names, in practice): an error for a typo of a known name or an unknown
 /// backend key, the warnings for the other unknown names. See the
-/// [module docs](self) for the rules.
+/// [module docs](crate::config) for the rules.
 ///
 /// ```
 /// use otwrap_runtime::config::check_env_names;

@@ -97,7 +97,7 @@ pub enum HostKeyCheck {
 }
 
 /// The `ssh` backend's options, each optional so that layers override each
-/// other (see [`Options`](Options)).
+/// other (see [`Options`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SshOptions {
@@ -120,7 +120,7 @@ pub struct SshOptions {
 }
 
 /// The `slurm` backend's options, each optional so that layers override
-/// each other (see [`Options`](Options)).
+/// each other (see [`Options`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SlurmOptions {
