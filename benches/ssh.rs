@@ -2,7 +2,8 @@
 //! `scripts/services/sshd.sh start`): dispatch cost per point on trivial
 //! points with 1 and 4 slots, and the beam model over ssh against rayon.
 //! And the start-up of many slots: 3 hosts × 32 slots, each evaluating one
-//! point that waits a little (OTWRAP_BENCH_STARTUP_SLOTS slots a host).
+//! point that waits a little (OTWRAP_BENCH_STARTUP_SLOTS slots a host, 0 to
+//! skip).
 //! Run with `scripts/services/sshd.sh start && cargo bench --bench ssh`;
 //! OTWRAP_BENCH_POINTS, OTWRAP_BENCH_BEAM_POINTS and OTWRAP_BENCH_RUNS
 //! change the sizes. Prints medians; with OTWRAP_BENCH_JSON=path, also
@@ -134,8 +135,12 @@ fn main() -> Result<(), BoxError> {
     let n_beam = env_usize("OTWRAP_BENCH_BEAM_POINTS", 1_000);
     let runs = env_usize("OTWRAP_BENCH_RUNS", 5);
     println!("ssh over loopback: start-up of many slots, median of {runs} runs");
-    for slots in [8, env_usize("OTWRAP_BENCH_STARTUP_SLOTS", 32)] {
-        startup(&env, slots, runs)?;
+    // OTWRAP_BENCH_STARTUP_SLOTS=0 skips the start-up runs.
+    let big = env_usize("OTWRAP_BENCH_STARTUP_SLOTS", 32);
+    for slots in [8.min(big), big] {
+        if slots > 0 {
+            startup(&env, slots, runs)?;
+        }
     }
     let inputs: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
     println!("ssh over loopback: {n} trivial points, median of {runs} runs");
