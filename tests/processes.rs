@@ -76,6 +76,27 @@ fn attempted(dir: String, k: u32) -> Result<u32, String> {
     Ok(k * 10)
 }
 
+/// Points from 20 on take a second and record which worker ran them and
+/// when (milliseconds since the epoch); the others are instant.
+#[parallelize(backend = "processes", workers = 2)]
+fn mostly_fast(dir: String, k: u32) -> Result<u32, String> {
+    if k < 20 {
+        return Ok(k);
+    }
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    };
+    let start = now();
+    std::thread::sleep(Duration::from_secs(1));
+    let line = format!("{} {start} {}\n", std::process::id(), now());
+    std::fs::write(std::path::Path::new(&dir).join(k.to_string()), line)
+        .map_err(|e| e.to_string())?;
+    Ok(k)
+}
+
 /// Hangs on point 2.
 #[parallelize(backend = "processes", workers = 2, timeout = 1)]
 fn sleepy(k: u32) -> u32 {
@@ -333,6 +354,31 @@ fn retries_follow_the_failure_classes() -> Result<(), Failed> {
     )
 }
 
+/// Short points are queued several to a worker, but the last points of a
+/// batch never wait behind one another while a worker is free: two slow
+/// points after many fast ones run at the same time, on both workers.
+fn slow_points_after_fast_ones_run_side_by_side() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().display().to_string();
+    let inputs: Vec<(String, u32)> = (0..22).map(|k| (path.clone(), k)).collect();
+    let batch = mostly_fast::map(&inputs)?;
+    check(batch.summary().succeeded() == 22, || {
+        format!("{}", batch.summary())
+    })?;
+    let read = |k: u32| -> Result<(u32, u128, u128), Failed> {
+        let text = std::fs::read_to_string(dir.path().join(k.to_string()))?;
+        let f: Vec<&str> = text.split_whitespace().collect();
+        Ok((f[0].parse()?, f[1].parse()?, f[2].parse()?))
+    };
+    let (pid_a, start_a, end_a) = read(20)?;
+    let (pid_b, start_b, end_b) = read(21)?;
+    check(pid_a != pid_b && start_a < end_b && start_b < end_a, || {
+        format!(
+            "the two slow points ran one after the other: {pid_a} {start_a}-{end_a}, {pid_b} {start_b}-{end_b}"
+        )
+    })
+}
+
 #[otwrap::main]
 fn main() {
     let args = Arguments::from_args();
@@ -361,6 +407,10 @@ fn main() {
         Trial::test(
             "processes_retries_follow_the_failure_classes",
             retries_follow_the_failure_classes,
+        ),
+        Trial::test(
+            "processes_slow_points_after_fast_ones_run_side_by_side",
+            slow_points_after_fast_ones_run_side_by_side,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

@@ -99,6 +99,8 @@ pub(crate) trait Transport {
     /// Whether work directories of evaluations are on this machine (so the
     /// driver can find the one a lost worker left).
     fn local_workdirs(&self) -> bool;
+    /// The worker program as messages name it: its path, or its host.
+    fn program(&self, worker: WorkerId) -> String;
     /// What to say when no worker can run: before any started (the
     /// batch's error), and for the points left once the last is gone.
     fn nowhere_left(&self) -> (&'static str, &'static str);
@@ -308,24 +310,31 @@ impl<M: Model> Pool<'_, '_, M> {
         }
     }
 
-    /// Gives every ready worker a point, then fills pipelines (keeping one
-    /// point back for each worker still starting), and sends what the
-    /// clients queued.
+    /// Gives every ready worker a point, then fills pipelines (keeping a
+    /// point back for every worker), and sends what the clients queued.
     fn refill<T: Transport>(&mut self, transport: &mut T, sink: &mut dyn FnMut(Event<M::Output>)) {
         let cancelled = self.job.cancelled();
         let depth = self.current_depth();
-        let starting = self
-            .slots
-            .iter()
-            .filter_map(|s| s.client.as_ref())
-            .filter(|c| matches!(c.phase(), Phase::Starting | Phase::Loading))
-            .count();
+        // Pipelines fill only while more points wait than there are
+        // workers: near the end of a batch (or behind a slow point among
+        // fast ones) a queued point must not wait behind another while a
+        // worker idles or is still starting.
+        let reserve = self.live_slots();
         for fill in [1, depth] {
-            if cancelled || (fill > 1 && self.pending.len() <= starting) {
+            if cancelled || (fill > 1 && self.pending.len() <= reserve) {
                 break;
             }
             for slot in 0..self.slots.len() {
                 if self.slots[slot].retiring {
+                    continue;
+                }
+                // A pipeline is topped up once it is half empty, so the
+                // requests of several points share one write.
+                let low = self.slots[slot]
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| c.in_flight() <= fill / 2);
+                if fill > 1 && !low {
                     continue;
                 }
                 while self.slots[slot]
@@ -333,7 +342,7 @@ impl<M: Model> Pool<'_, '_, M> {
                     .as_ref()
                     .is_some_and(|c| c.phase() == Phase::Ready && c.in_flight() < fill)
                 {
-                    if fill > 1 && self.pending.len() <= starting {
+                    if fill > 1 && self.pending.len() <= reserve {
                         break;
                     }
                     let Some(index) = self.pending.pop_front() else {
@@ -467,7 +476,7 @@ impl<M: Model> Pool<'_, '_, M> {
                 self.report(index, outcome.map_err(|f| f.into_parts(location)), sink);
             }
             Err(Refusal::Unusable(why)) => {
-                let why = format!("the worker program {why}");
+                let why = format!("{} {why}", transport.program(id));
                 transport.kill(id);
                 let _ = transport.ending(id);
                 self.slots[id.slot].client = None;
@@ -511,7 +520,11 @@ impl<M: Model> Pool<'_, '_, M> {
             self.pending.push_front(index);
         }
         if matches!(phase, Phase::Starting | Phase::Loading) {
-            let message = format!("the worker program {}", client.start_failure(&ending));
+            let message = format!(
+                "{} {}",
+                transport.program(id),
+                client.start_failure(&ending)
+            );
             tracing::debug!(slot = id.slot, "{why}");
             return self.start_failed(id.slot, message);
         }
@@ -530,7 +543,7 @@ impl<M: Model> Pool<'_, '_, M> {
             ending,
             stderr_tail: client.stderr_tail(),
         };
-        self.lost(transport, id, index, failure, location, sink);
+        self.lost(transport, index, failure, location, sink);
     }
 
     /// A point whose worker died under it (or was killed at its timeout):
@@ -539,7 +552,6 @@ impl<M: Model> Pool<'_, '_, M> {
     fn lost<T: Transport>(
         &mut self,
         transport: &T,
-        id: WorkerId,
         index: usize,
         failure: PointFailure,
         location: Location,
@@ -571,7 +583,6 @@ impl<M: Model> Pool<'_, '_, M> {
             failure,
             location.pid.unwrap_or_default(),
         );
-        let _ = id;
         self.report(index, Err(failed.into_parts(location)), sink);
     }
 
@@ -625,7 +636,8 @@ impl<M: Model> Pool<'_, '_, M> {
                 Expired::Handshake => self.start_failed(
                     slot,
                     format!(
-                        "the worker program did not start within {} s (the process {ending})",
+                        "{} did not start within {} s (the process {ending})",
+                        transport.program(id),
                         crate::worker::client::HANDSHAKE_TIMEOUT.as_secs()
                     ),
                 ),
@@ -634,7 +646,7 @@ impl<M: Model> Pool<'_, '_, M> {
                     let failure = PointFailure::Timeout {
                         after: timeout.unwrap_or_default(),
                     };
-                    self.lost(transport, id, index, failure, location, sink);
+                    self.lost(transport, index, failure, location, sink);
                 }
             }
         }

@@ -238,6 +238,10 @@ impl Transport for Local {
         true
     }
 
+    fn program(&self, _worker: WorkerId) -> String {
+        format!("the worker program {}", self.exe.display())
+    }
+
     fn nowhere_left(&self) -> (&'static str, &'static str) {
         (
             "no worker process could be started",

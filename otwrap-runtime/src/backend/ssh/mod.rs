@@ -326,6 +326,11 @@ impl Transport for SshTransport {
         false
     }
 
+    fn program(&self, worker: WorkerId) -> String {
+        let (h, _) = self.slots[worker.slot];
+        format!("the worker program on {}", self.hosts[h].spec)
+    }
+
     fn nowhere_left(&self) -> (&'static str, &'static str) {
         (
             "no host could start a worker",
@@ -727,10 +732,9 @@ impl Connection {
         // Spawns that arrive from now on fail at once.
         while let Ok(command) = self.commands.recv() {
             if let Command::Spawn(slots) = command {
-                for (slot, id) in slots {
+                for (_, id) in slots {
                     self.record(id, Ending::Vanished(why.clone()));
                     let _ = self.news.send((id, News::Closed(why.clone())));
-                    let _ = slot;
                 }
             }
         }
