@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -379,28 +378,26 @@ impl FailureLog {
             .file
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let fd = file.as_raw_fd();
         let err = |source| LogError::Write {
             path: self.shared.path.clone(),
             source,
         };
-        flock(fd, libc::LOCK_EX).map_err(err)?;
+        // The lock is between processes (a worker and its driver may log to
+        // the same file); the mutex above is between threads.
+        lock_exclusive(&file).map_err(err)?;
         let written = write_whole(&file, buf);
-        let unlocked = flock(fd, libc::LOCK_UN);
+        let unlocked = file.unlock();
         written.map_err(err)?;
         unlocked.map_err(err)
     }
 }
 
-fn flock(fd: libc::c_int, op: libc::c_int) -> io::Result<()> {
+/// `flock(LOCK_EX)` through std, waiting again when a signal interrupts it.
+fn lock_exclusive(file: &File) -> io::Result<()> {
     loop {
-        // SAFETY: fd is an open descriptor owned by a File that outlives the call.
-        if unsafe { libc::flock(fd, op) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match file.lock() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
         }
     }
 }

@@ -155,14 +155,9 @@ fn on_signal(signal: i32, default: &AtomicBool) {
 fn kill_groups() {
     for slot in &GROUPS {
         let group = slot.load(Ordering::SeqCst);
-        if group > 0 {
-            // SAFETY: killpg only sends a signal (async-signal-safe). The
-            // group is kept alive by its supervisor or worker until it is
-            // unregistered, so the id cannot have been reused.
-            unsafe {
-                libc::killpg(group, libc::SIGKILL);
-            }
-        }
+        // The group is kept alive by its supervisor or worker until it is
+        // unregistered, so the id cannot have been reused.
+        crate::host::kill_group(group.unsigned_abs());
     }
 }
 
@@ -178,10 +173,8 @@ pub(crate) fn register_group(group: libc::pid_t) -> GroupRegistration {
             .is_ok()
     });
     if requested() {
-        // SAFETY: as in `kill_groups`.
-        unsafe {
-            libc::killpg(group, libc::SIGKILL);
-        }
+        // As in `kill_groups`.
+        crate::host::kill_group(group.unsigned_abs());
     }
     GroupRegistration(slot)
 }

@@ -73,11 +73,9 @@ impl ProcessTree {
 
     /// Kills every process of the group (the supervisor included) now.
     pub(crate) fn kill(&self) {
-        // SAFETY: killpg only sends a signal. The group cannot have been
-        // reused: its leader is our unreaped child until `drop`.
-        unsafe {
-            libc::killpg(self.leader, libc::SIGKILL);
-        }
+        // The group cannot have been reused: its leader is our unreaped
+        // child until `drop`.
+        crate::host::kill_group(self.group());
     }
 }
 

@@ -110,7 +110,7 @@ impl Local {
             .name(format!("otwrap-read-{pid}"))
             .spawn(move || read_worker(stdout, id, tx));
         if let Err(e) = reader {
-            kill_group(pid);
+            crate::host::kill_group(pid);
             let _ = child.wait();
             return Err(format!("cannot start a reader thread: {e}"));
         }
@@ -172,7 +172,7 @@ impl Transport for Local {
     fn kill(&mut self, id: WorkerId) {
         if let Some(running) = self.running(id) {
             if running.ended.is_none() {
-                kill_group(running.pid);
+                crate::host::kill_group(running.pid);
             }
         }
     }
@@ -196,7 +196,7 @@ impl Transport for Local {
                     std::thread::sleep(Duration::from_millis(1))
                 }
                 Ok(None) => {
-                    kill_group(running.pid);
+                    crate::host::kill_group(running.pid);
                     break running.child.wait();
                 }
                 Err(e) => break Err(e),
@@ -278,17 +278,8 @@ fn reap(mut running: Running) {
         pid = running.pid,
         "worker did not exit after shutdown; killing it"
     );
-    kill_group(running.pid);
+    crate::host::kill_group(running.pid);
     let _ = running.child.wait();
-}
-
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: sends a signal to the worker's own process group.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
 }
 
 /// The reader thread: the greeting, then frames, until the stream ends.

@@ -64,3 +64,19 @@ pub fn signal_name(sig: i32) -> &'static str {
         _ => "unknown signal",
     }
 }
+
+/// Sends SIGKILL to every process of the group `group` leads. Only
+/// `killpg(2)`, so async-signal-safe (the interruption handler uses it).
+/// The caller must know the group id cannot have been reused: its leader
+/// is an unreaped child, or registered until it is reaped.
+pub fn kill_group(group: u32) {
+    let Ok(group) = libc::pid_t::try_from(group) else {
+        return;
+    };
+    if group > 0 {
+        // SAFETY: killpg only sends a signal; the id is a live group's (above).
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
+}

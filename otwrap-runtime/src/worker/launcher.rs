@@ -387,12 +387,7 @@ impl SlotWorker {
     /// Kills its process group. Safe while the worker is not reaped: its
     /// pid (the group id) cannot be reused before.
     fn kill_group(&self) {
-        if let Ok(pid) = i32::try_from(self.pid) {
-            // SAFETY: sends a signal to the group this worker leads.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
+        crate::host::kill_group(self.pid);
     }
 
     /// Looks whether the worker exited (without reaping it, so its group id

@@ -20,7 +20,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -444,9 +443,10 @@ impl DriverLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        // SAFETY: flock on a descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        if let Err(refused) = file.try_lock() {
+            if let std::fs::TryLockError::Error(e) = refused {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             return Err(format!(
