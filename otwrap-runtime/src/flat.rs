@@ -95,13 +95,14 @@ pub struct NamedRow {
 ///
 /// #[derive(serde::Serialize)]
 /// struct Out { deviation: f64, stress: [f64; 2] }
-/// let row = to_named_row(&Out { deviation: 1.5, stress: [2.0, 3.0] }, "y", &[]).unwrap();
+/// let row = to_named_row(&Out { deviation: 1.5, stress: [2.0, 3.0] }, "y", &[])?;
 /// assert_eq!(row.names, ["deviation", "stress0", "stress1"]);
 /// assert_eq!(row.values, [1.5, 2.0, 3.0]);
 ///
-/// let row = to_named_row(&([1.0_f64, 2.0], 3.0_f64), "x", &["x", "load"]).unwrap();
+/// let row = to_named_row(&([1.0_f64, 2.0], 3.0_f64), "x", &["x", "load"])?;
 /// assert_eq!(row.names, ["x0", "x1", "load"]);
-/// assert_eq!(to_named_row(&[4.0_f64; 2], "y", &[]).unwrap().names, ["y0", "y1"]);
+/// assert_eq!(to_named_row(&[4.0_f64; 2], "y", &[])?.names, ["y0", "y1"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn to_named_row<T: Serialize + ?Sized>(
     value: &T,

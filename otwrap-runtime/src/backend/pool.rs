@@ -472,8 +472,9 @@ impl<M: Model> Pool<'_, '_, M> {
                         })
                     })
                 });
-                let location = transport.location(id, pid);
-                self.report(index, outcome.map_err(|f| f.into_parts(location)), sink);
+                // A location only for a failure: nothing more per success.
+                let outcome = outcome.map_err(|f| f.into_parts(transport.location(id, pid)));
+                self.report(index, outcome, sink);
             }
             Err(Refusal::Unusable(why)) => {
                 let why = format!("{} {why}", transport.program(id));
@@ -514,11 +515,7 @@ impl<M: Model> Pool<'_, '_, M> {
         let phase = client.phase();
         let retiring = self.slots[id.slot].retiring;
         let Orphans { running, queued } = client.ended();
-        // Points sent but never started go back to the queue, uncharged.
-        for index in queued.into_iter().rev() {
-            self.attempts[index] = self.attempts[index].saturating_sub(1);
-            self.pending.push_front(index);
-        }
+        self.requeue(queued);
         if matches!(phase, Phase::Starting | Phase::Loading) {
             let message = format!(
                 "{} {}",
@@ -601,6 +598,15 @@ impl<M: Model> Pool<'_, '_, M> {
         });
     }
 
+    /// Points a worker was sent but never started go back to the front of
+    /// the queue, in order, uncharged.
+    fn requeue(&mut self, queued: Vec<usize>) {
+        for index in queued.into_iter().rev() {
+            self.attempts[index] = self.attempts[index].saturating_sub(1);
+            self.pending.push_front(index);
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let timeout = self.job.settings.timeout;
         self.slots
@@ -628,10 +634,7 @@ impl<M: Model> Pool<'_, '_, M> {
             };
             let ending = transport.ending(id);
             let Orphans { queued, .. } = client.ended();
-            for index in queued.into_iter().rev() {
-                self.attempts[index] = self.attempts[index].saturating_sub(1);
-                self.pending.push_front(index);
-            }
+            self.requeue(queued);
             match expired {
                 Expired::Handshake => self.start_failed(
                     slot,

@@ -87,21 +87,13 @@ impl Local {
 
     fn spawn(&self, id: WorkerId, news: &Sender<(WorkerId, News)>) -> Result<Running, String> {
         let exe = &self.exe;
-        let mut cmd = crate::worker::command(exe);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the worker program {}: {e}", exe.display()))?;
+        let crate::worker::Spawned {
+            mut child,
+            stdin,
+            stdout,
+            stderr,
+        } = crate::worker::spawn(exe)?;
         let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "the worker program {} started without its pipes",
-                exe.display()
-            ));
-        };
         let interrupt = i32::try_from(pid)
             .ok()
             .map(crate::interrupt::register_group);
@@ -186,22 +178,8 @@ impl Transport for Local {
         }
         // The group id may be reused once the worker is reaped.
         running.interrupt = None;
-        // It closed its output: give it a moment to end by itself, then
-        // end its group.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let status = loop {
-            match running.child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Ok(None) => {
-                    crate::host::kill_group(running.pid);
-                    break running.child.wait();
-                }
-                Err(e) => break Err(e),
-            }
-        };
+        // It closed its output: give it a moment to end by itself.
+        let (status, _) = end_within(&mut running.child, running.pid, Duration::from_millis(500));
         let ending = match status {
             Ok(status) => Ending::of(status),
             Err(e) => Ending::Vanished(format!("could not be waited for: {e}")),
@@ -266,20 +244,37 @@ fn reap(mut running: Running) {
     }
     running.interrupt = None;
     drop(running.stdin);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let (_, killed) = end_within(&mut running.child, running.pid, Duration::from_secs(2));
+    if killed {
+        tracing::warn!(
+            pid = running.pid,
+            "worker did not exit after shutdown; it was killed"
+        );
+    }
+}
+
+/// Waits up to `grace` for a worker to end by itself, then kills its group
+/// and reaps it: its status, and whether it had to be killed.
+fn end_within(
+    child: &mut Child,
+    pid: u32,
+    grace: Duration,
+) -> (std::io::Result<std::process::ExitStatus>, bool) {
+    let deadline = Instant::now() + grace;
     loop {
-        match running.child.try_wait() {
-            Ok(Some(_)) => return,
+        match child.try_wait() {
+            Ok(Some(status)) => return (Ok(status), false),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            _ => break,
+            Ok(None) => {
+                crate::host::kill_group(pid);
+                return (child.wait(), true);
+            }
+            Err(e) => {
+                crate::host::kill_group(pid);
+                return (Err(e), true);
+            }
         }
     }
-    tracing::warn!(
-        pid = running.pid,
-        "worker did not exit after shutdown; killing it"
-    );
-    crate::host::kill_group(running.pid);
-    let _ = running.child.wait();
 }
 
 /// The reader thread: the greeting, then frames, until the stream ends.

@@ -25,6 +25,70 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many stderr lines of a worker are kept for failure reports.
 pub(crate) const STDERR_TAIL_LINES: usize = 30;
 
+/// The last lines of a stream (a worker's or a channel's stderr), kept for
+/// failure reports.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    lines: VecDeque<String>,
+    max: usize,
+}
+
+impl Tail {
+    /// Keeps the last `max` lines.
+    pub(crate) fn new(max: usize) -> Tail {
+        Tail {
+            lines: VecDeque::new(),
+            max,
+        }
+    }
+
+    /// One more line (the oldest goes when `max` are kept).
+    pub(crate) fn push(&mut self, line: String) {
+        if self.lines.len() == self.max {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    /// The lines kept, one per line.
+    pub(crate) fn text(&self) -> String {
+        self.lines
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Splits bytes that arrive in pieces into lines (`\n` ends one; the end
+/// of the stream ends the last).
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// The lines these bytes complete, without their line ends.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.partial.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line).trim_end().to_string());
+        }
+        lines
+    }
+
+    /// The last line, unfinished at the end of the stream, if any.
+    pub(crate) fn finish(&mut self) -> Option<String> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        let rest = std::mem::take(&mut self.partial);
+        Some(String::from_utf8_lossy(&rest).trim_end().to_string())
+    }
+}
+
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -109,7 +173,7 @@ pub(crate) struct WorkerClient {
     since: Instant,
     pid: Option<u32>,
     in_flight: VecDeque<InFlight>,
-    stderr_tail: VecDeque<String>,
+    stderr_tail: Tail,
     outbox: Vec<u8>,
 }
 
@@ -122,7 +186,7 @@ impl WorkerClient {
             since: now,
             pid: None,
             in_flight: VecDeque::new(),
-            stderr_tail: VecDeque::new(),
+            stderr_tail: Tail::new(STDERR_TAIL_LINES),
             outbox: Vec::new(),
         }
     }
@@ -162,19 +226,12 @@ impl WorkerClient {
 
     /// A line the worker wrote on stderr.
     pub(crate) fn stderr_line(&mut self, line: String) {
-        if self.stderr_tail.len() == STDERR_TAIL_LINES {
-            self.stderr_tail.pop_front();
-        }
-        self.stderr_tail.push_back(line);
+        self.stderr_tail.push(line);
     }
 
     /// The last lines of its stderr.
     pub(crate) fn stderr_tail(&self) -> String {
-        self.stderr_tail
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.stderr_tail.text()
     }
 
     /// The worker's greeting (`Hello`, after the magic bytes) or why there

@@ -669,17 +669,13 @@ impl Launcher {
             ));
         }
         let exe = self.exe.as_ref().map_err(Clone::clone)?;
-        let mut child = super::command(exe)
-            .spawn()
-            .map_err(|e| format!("cannot start the worker program {}: {e}", exe.display()))?;
+        let super::Spawned {
+            mut child,
+            stdin,
+            stdout,
+            stderr,
+        } = super::spawn(exe)?;
         let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("the worker started without its pipes".to_string());
-        };
         // Non-blocking: writes wait for room in the loop, and the output of
         // an exited worker is read to what is there, not to its end.
         let pipes = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];

@@ -255,13 +255,44 @@ fn abandon() -> ! {
     }
 }
 
+/// A worker process just started, and its three pipes.
+pub(crate) struct Spawned {
+    pub(crate) child: std::process::Child,
+    pub(crate) stdin: std::process::ChildStdin,
+    pub(crate) stdout: std::process::ChildStdout,
+    pub(crate) stderr: std::process::ChildStderr,
+}
+
+/// Starts `exe` as a worker (see [`command`]) and takes its pipes.
+pub(crate) fn spawn(exe: &std::path::Path) -> Result<Spawned, String> {
+    let mut child = command(exe)
+        .spawn()
+        .map_err(|e| format!("cannot start the worker program {}: {e}", exe.display()))?;
+    match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+        (Some(stdin), Some(stdout), Some(stderr)) => Ok(Spawned {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "the worker program {} started without its pipes",
+                exe.display()
+            ))
+        }
+    }
+}
+
 /// The command that starts `exe` as a worker serving its standard input
 /// and output: in its own process group (a terminal's Ctrl-C goes to the
 /// driver only, and a kill of the group reaches the programs its model
 /// started), with its three standard streams piped, and, on Linux, killed
 /// when the thread that started it ends (a worker must not outlive its
 /// driver or launcher).
-pub(crate) fn command(exe: &std::path::Path) -> std::process::Command {
+fn command(exe: &std::path::Path) -> std::process::Command {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let mut cmd = std::process::Command::new(exe);

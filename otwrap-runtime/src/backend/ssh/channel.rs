@@ -5,13 +5,13 @@
 //! [`WorkerStream`], which turns one worker's bytes, as the launcher relays
 //! them, into the pool's news.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use ssh2::Channel;
 
 use crate::backend::pool::News;
+use crate::worker::client::{Lines, Tail};
 use crate::worker::launcher::{FromLauncher, LauncherLink, ToLauncher};
 use crate::worker::protocol::{decode_frame, FromWorker, MAGIC};
 
@@ -31,8 +31,8 @@ pub(crate) struct LauncherChan {
     label: String,
     link: LauncherLink,
     outbox: Vec<u8>,
-    err_partial: Vec<u8>,
-    stderr_tail: VecDeque<String>,
+    stderr_lines: Lines,
+    stderr_tail: Tail,
     /// When the end of the launcher's output was first seen.
     eof_since: Option<Instant>,
 }
@@ -44,8 +44,8 @@ impl LauncherChan {
             label,
             link: LauncherLink::new(),
             outbox: Vec::new(),
-            err_partial: Vec::new(),
-            stderr_tail: VecDeque::new(),
+            stderr_lines: Lines::default(),
+            stderr_tail: Tail::new(STDERR_TAIL_LINES),
             eof_since: None,
         }
     }
@@ -101,7 +101,9 @@ impl LauncherChan {
             match self.channel.stderr().read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.take_stderr(&buf[..n]);
+                    for line in self.stderr_lines.push(&buf[..n]) {
+                        self.stderr_line(line);
+                    }
                     progressed = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -113,7 +115,9 @@ impl LauncherChan {
             // for the close a little.
             let since = *self.eof_since.get_or_insert_with(Instant::now);
             if self.channel.wait_close().is_ok() || since.elapsed() > Duration::from_millis(500) {
-                self.flush_stderr();
+                if let Some(line) = self.stderr_lines.finish() {
+                    self.stderr_line(line);
+                }
                 let mut why = self.ending();
                 if let Err(cut) = self.link.finish() {
                     why.push_str(&format!(" ({cut})"));
@@ -129,39 +133,15 @@ impl LauncherChan {
         self.link.next_event().map_err(|e| e.to_string())
     }
 
-    fn take_stderr(&mut self, bytes: &[u8]) {
-        self.err_partial.extend_from_slice(bytes);
-        while let Some(pos) = self.err_partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.err_partial.drain(..=pos).collect();
-            self.stderr_line(String::from_utf8_lossy(&line).trim_end().to_string());
-        }
-    }
-
-    fn flush_stderr(&mut self) {
-        if !self.err_partial.is_empty() {
-            let line = String::from_utf8_lossy(&std::mem::take(&mut self.err_partial))
-                .trim_end()
-                .to_string();
-            self.stderr_line(line);
-        }
-    }
-
     fn stderr_line(&mut self, line: String) {
         eprintln!("[otwrap {}] {line}", self.label);
         tracing::info!(target: "otwrap::ssh", host = %self.label, "{line}");
-        if self.stderr_tail.len() == STDERR_TAIL_LINES {
-            self.stderr_tail.pop_front();
-        }
-        self.stderr_tail.push_back(line);
+        self.stderr_tail.push(line);
     }
 
     /// The last lines of the channel's stderr.
     pub(crate) fn stderr_tail(&self) -> String {
-        self.stderr_tail
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.stderr_tail.text()
     }
 
     /// How the remote launcher ended, once its output is closed.

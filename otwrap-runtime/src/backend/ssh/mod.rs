@@ -39,6 +39,7 @@ use crate::worker::protocol::{launch_env_value, WORKER_ENV};
 
 use super::pool::{self, News, Transport, WorkerId};
 use super::{Event, Executor, Job};
+use crate::worker::client::Lines;
 use channel::{Broken, LauncherChan, WorkerStream};
 use deploy::{shell_quote, LocalBinary};
 use session::Access;
@@ -224,12 +225,15 @@ impl Transport for SshTransport {
         let mut by_host: HashMap<usize, Vec<(u32, WorkerId)>> = HashMap::new();
         for &id in workers {
             let (h, k) = self.slots[id.slot];
-            if let Some(why) = &self.lock()[h].dead {
-                results.push((id, Err(why.clone())));
-                continue;
+            let dead = {
+                let mut state = self.lock();
+                state[h].endings.remove(&(id.slot, id.generation));
+                state[h].dead.clone()
+            };
+            match dead {
+                Some(why) => results.push((id, Err(why))),
+                None => by_host.entry(h).or_default().push((k, id)),
             }
-            self.lock()[h].endings.remove(&(id.slot, id.generation));
-            by_host.entry(h).or_default().push((k, id));
         }
         for (h, spawn) in by_host {
             if self.hosts[h].commands.is_none() {
@@ -423,7 +427,7 @@ pub(crate) struct Conn {
 struct Live {
     id: WorkerId,
     stream: WorkerStream,
-    stderr: Vec<u8>,
+    stderr: Lines,
 }
 
 /// Why a connection stopped.
@@ -620,7 +624,7 @@ impl Connection {
                 Live {
                     id,
                     stream: WorkerStream::default(),
-                    stderr: Vec::new(),
+                    stderr: Lines::default(),
                 },
             );
         }
@@ -646,10 +650,7 @@ impl Connection {
                 let Some(live) = self.live.get_mut(&slot) else {
                     return;
                 };
-                live.stderr.extend_from_slice(&bytes);
-                while let Some(end) = live.stderr.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = live.stderr.drain(..=end).collect();
-                    let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                for line in live.stderr.push(&bytes) {
                     eprintln!("[otwrap {} worker] {line}", self.spec);
                     let _ = self.news.send((live.id, News::Stderr(line)));
                 }
@@ -670,10 +671,8 @@ impl Connection {
         let Some(mut live) = self.live.remove(&slot) else {
             return;
         };
-        if !live.stderr.is_empty() {
-            let line = String::from_utf8_lossy(&live.stderr).trim_end().to_string();
+        if let Some(line) = live.stderr.finish() {
             let _ = self.news.send((live.id, News::Stderr(line)));
-            live.stderr.clear();
         }
         self.record(live.id, ending);
         let _ = self.news.send((live.id, News::Closed("exited".into())));
@@ -724,7 +723,7 @@ impl Connection {
                 Live {
                     id,
                     stream: WorkerStream::default(),
-                    stderr: Vec::new(),
+                    stderr: Lines::default(),
                 },
             );
             self.ended(slot, Ending::Vanished(why.clone()));
